@@ -1,0 +1,93 @@
+"""Base class of the grid-generator layers."""
+
+import keras
+from keras import ops
+
+from stn_keras.ops import grids
+
+
+class GridGenerator(keras.layers.Layer):
+    """Base layer turning transform parameters into a sampling grid.
+
+    Subclasses set ``transform`` to one of ``stn_keras.ops.TRANSFORMS``. The
+    grid is always computed in float32 (or float64 for float64 inputs): under
+    mixed precision a float16 grid would misplace samples by up to a
+    quarter of a pixel in a 224-pixel image.
+
+    Args:
+        output_size: ``(height, width)`` of the grid, or an int for square.
+        align_corners: whether ``-1``/``+1`` are the centres (``True``) or
+            the outer edges (``False``) of the corner pixels; the convention
+            of ``torch.nn.functional.affine_grid``.
+        **kwargs: base ``keras.layers.Layer`` arguments (``name``,
+            ``dtype``...).
+    """
+
+    transform = None
+
+    def __init__(self, output_size, align_corners=False, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.output_size = grids.validate_output_size(output_size)
+        if not isinstance(align_corners, bool):
+            raise ValueError(
+                "`align_corners` must be a bool. "
+                f"Received: align_corners={align_corners!r}"
+            )
+        self.align_corners = align_corners
+
+    @property
+    def num_parameters(self):
+        return grids.num_parameters(self.transform, **self._grid_options())
+
+    def identity_parameters(self):
+        """The parameters for which the grid samples the input unchanged."""
+        return grids.identity_parameters(
+            self.transform, **self._grid_options()
+        )
+
+    def _grid_options(self):
+        """Transform-specific keyword arguments of the `grids` functions."""
+        return {}
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        matrix_form = self.transform == "affine" and shape[1:] == (2, 3)
+        if not matrix_form and (
+            len(shape) != 2 or shape[-1] not in (None, self.num_parameters)
+        ):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' expects theta of shape "
+                f"(batch, {self.num_parameters}) for the {self.transform} "
+                f"transform. Received: theta.shape={shape}"
+            )
+
+    def call(self, theta):
+        theta = ops.convert_to_tensor(theta)
+        dtype = "float64" if theta.dtype == "float64" else "float32"
+        return grids.make_grid(
+            self.transform,
+            ops.cast(theta, dtype),
+            self.output_size,
+            align_corners=self.align_corners,
+            **self._grid_options(),
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.output_size, 2)
+
+    def compute_output_spec(self, theta):
+        dtype = "float64" if theta.dtype == "float64" else "float32"
+        return keras.KerasTensor(
+            self.compute_output_shape(theta.shape), dtype=dtype
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "output_size": self.output_size,
+                "align_corners": self.align_corners,
+            }
+        )
+        return config

@@ -1,0 +1,20 @@
+"""Stateless spatial-transformer math: grid generators and the sampler."""
+
+from stn_keras.ops.grids import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.ops.grids import TRANSFORMS
+from stn_keras.ops.grids import affine_grid
+from stn_keras.ops.grids import attention_grid
+from stn_keras.ops.grids import attention_matrix
+from stn_keras.ops.grids import base_grid
+from stn_keras.ops.grids import identity_parameters
+from stn_keras.ops.grids import make_grid
+from stn_keras.ops.grids import num_parameters
+from stn_keras.ops.grids import projective_grid
+from stn_keras.ops.grids import similarity_grid
+from stn_keras.ops.grids import similarity_matrix
+from stn_keras.ops.grids import tps_control_points
+from stn_keras.ops.grids import tps_grid
+from stn_keras.ops.grids import validate_output_size
+from stn_keras.ops.grids import validate_tps_grid_shape
+from stn_keras.ops.sampling import PADDING_MODES
+from stn_keras.ops.sampling import bilinear_sample
