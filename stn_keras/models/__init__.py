@@ -1,0 +1,7 @@
+"""The project's models by name: paper architectures for MNIST and GTSRB."""
+
+from stn_keras.models.registry import MODELS
+from stn_keras.models.registry import build_model
+from stn_keras.models.registry import has_spatial_transformer
+from stn_keras.models.registry import spatial_transformers
+from stn_keras.models.registry import transformer_model

@@ -1,0 +1,118 @@
+"""Building blocks shared by the model families: convolutions, localisation nets."""
+
+import keras
+
+from stn_keras.layers import CoordConv
+from stn_keras.layers import SpatialTransformer
+
+LOCALIZATION_CONVOLUTIONS = ("conv", "coordconv")
+LOCALIZATION_ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def convolution(filters, kernel_size, name, kind="conv", padding="valid"):
+    """A ``Conv2D`` or a ``CoordConv`` (``kind``) without activation."""
+    if kind == "coordconv":
+        return CoordConv(filters, kernel_size, padding=padding, name=name)
+    return keras.layers.Conv2D(filters, kernel_size, padding=padding, name=name)
+
+
+def activation(kind, name):
+    """``ReLU`` or ``LeakyReLU`` (negative slope 0.01, as torch's default)."""
+    if kind == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=0.01, name=name)
+    return keras.layers.ReLU(name=name)
+
+
+def convolutional_localization_net(
+    filters,
+    kernel_size,
+    dense_units,
+    name,
+    loc_conv="conv",
+    loc_activation="relu",
+    pool_first=False,
+    padding="valid",
+):
+    """A localisation net: [pool], (conv, activation, pool) per filter count, dense.
+
+    The net is built by the ``SpatialTransformer`` on the (downsampled)
+    input it sees. The last pooling is skipped when ``pool_first`` is False (the paper's
+    ST-CNN pools only between its two convolutions); pooling uses ``"same"``
+    padding so small feature maps never shrink to nothing. The net ends with
+    features: ``SpatialTransformer`` adds the identity-initialised regression.
+    """
+    layers = []
+    if pool_first:
+        layers.append(
+            keras.layers.MaxPooling2D(2, padding="same", name=f"{name}_pool_0")
+        )
+    for index, count in enumerate(filters, start=1):
+        layers.append(
+            convolution(
+                count, kernel_size, f"{name}_conv_{index}", loc_conv, padding
+            )
+        )
+        layers.append(activation(loc_activation, f"{name}_activation_{index}"))
+        if pool_first or index < len(filters):
+            layers.append(
+                keras.layers.MaxPooling2D(
+                    2, padding="same", name=f"{name}_pool_{index}"
+                )
+            )
+    layers.append(keras.layers.Flatten(name=f"{name}_flatten"))
+    layers.append(keras.layers.Dense(dense_units, name=f"{name}_dense"))
+    layers.append(activation(loc_activation, f"{name}_dense_activation"))
+    return keras.Sequential(layers, name=name)
+
+
+def dense_localization_net(units, name, loc_activation="relu"):
+    """A fully connected localisation net (the paper's ST-FCN: 3 x 32 units)."""
+    layers = [keras.layers.Flatten(name=f"{name}_flatten")]
+    for index, count in enumerate(units, start=1):
+        layers.append(keras.layers.Dense(count, name=f"{name}_dense_{index}"))
+        layers.append(activation(loc_activation, f"{name}_activation_{index}"))
+    return keras.Sequential(layers, name=name)
+
+
+def spatial_transformer(
+    inputs,
+    localization_net,
+    transform,
+    name,
+    localization_downsample=1,
+    output_size=None,
+    tps_grid_shape=(4, 4),
+):
+    """Applies a ``SpatialTransformer`` (with ``return_theta``) to ``inputs``.
+
+    Returns the transformed images; ``theta`` stays reachable as the layer's
+    second output for :func:`stn_keras.models.transformer_model`.
+    """
+    transformer = SpatialTransformer(
+        localization_net,
+        output_size=output_size,
+        transform=transform,
+        tps_grid_shape=tps_grid_shape,
+        localization_downsample=localization_downsample,
+        return_theta=True,
+        name=name,
+    )
+    images, _ = transformer(inputs)
+    return images
+
+
+def classifier_head(features, num_classes, hidden_units, name_prefix=""):
+    """Flatten, ReLU dense layers, then a float32 softmax over the classes.
+
+    The softmax runs in float32 so mixed precision never degrades the
+    probabilities the model returns.
+    """
+    features = keras.layers.Flatten(name=f"{name_prefix}flatten")(features)
+    for index, units in enumerate(hidden_units, start=1):
+        features = keras.layers.Dense(
+            units, activation="relu", name=f"{name_prefix}dense_{index}"
+        )(features)
+    logits = keras.layers.Dense(num_classes, name="logits")(features)
+    return keras.layers.Activation(
+        "softmax", dtype="float32", name="probabilities"
+    )(logits)

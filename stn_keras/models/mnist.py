@@ -1,0 +1,156 @@
+"""The distorted-MNIST models of Jaderberg et al. 2015, appendix A.4.
+
+``fcn`` and ``cnn`` are the baselines; ``st_fcn`` and ``st_cnn`` put a
+spatial transformer in front of a slightly smaller copy of them so that the
+two have comparable capacity (see ``docs/TRAINING.md`` for the counts).
+``st_cnn`` with ``num_transformers=2`` is the paper's 2xST-CNN for the
+two-digit addition task (appendix A.1).
+"""
+
+import keras
+
+from stn_keras.models import blocks
+
+
+def check_input_size(input_shape, minimum, model_name):
+    """Raises ValueError when the images are too small for the model's layers."""
+    height, width = input_shape[0], input_shape[1]
+    if height < minimum or width < minimum:
+        raise ValueError(
+            f"Model '{model_name}' needs images of at least {minimum}x{minimum} "
+            "pixels for its convolutions and poolings. Received: "
+            f"input_shape={tuple(input_shape)}"
+        )
+
+
+def convolutional_features(features, filters, activation_kind="relu"):
+    """The paper's CNN trunk: 9x9 conv, 2x2 pool, 7x7 conv, 2x2 pool (ReLU)."""
+    for index, kernel_size in enumerate((9, 7), start=1):
+        features = keras.layers.Conv2D(
+            filters, kernel_size, name=f"conv_{index}"
+        )(features)
+        features = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(features)
+        features = blocks.activation(activation_kind, f"activation_{index}")(
+            features
+        )
+    return features
+
+
+def fcn(input_shape, num_classes, hidden_units=(128, 128, 128)):
+    """Fully connected baseline: ReLU dense layers on the flattened image."""
+    inputs = keras.Input(shape=input_shape, name="images")
+    outputs = blocks.classifier_head(inputs, num_classes, hidden_units)
+    return keras.Model(inputs, outputs, name="fcn")
+
+
+def cnn(input_shape, num_classes, filters=36, dense_units=50):
+    """Convolutional baseline (36 filters: about the ST-CNN's capacity)."""
+    check_input_size(input_shape, 24, "cnn")
+    inputs = keras.Input(shape=input_shape, name="images")
+    features = convolutional_features(inputs, filters)
+    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def st_fcn(
+    input_shape,
+    num_classes,
+    transform="affine",
+    loc_conv="conv",
+    loc_activation="relu",
+    hidden_units=(108, 108, 108),
+    localization_units=(32, 32, 32),
+    transformer_output_size=None,
+    tps_grid_shape=(4, 4),
+):
+    """ST-FCN: a dense-localised transformer on the input, then an FCN.
+
+    ``loc_conv`` is accepted for a uniform interface but must stay
+    ``"conv"``: the ST-FCN localisation net has no convolution.
+    """
+    if loc_conv != "conv":
+        raise ValueError(
+            "Model 'st_fcn' has a fully connected localisation net, so "
+            "`loc_conv` does not apply; use st_cnn for CoordConv. "
+            f"Received: loc_conv={loc_conv!r}"
+        )
+    inputs = keras.Input(shape=input_shape, name="images")
+    localization_net = blocks.dense_localization_net(
+        localization_units, "localization_net", loc_activation
+    )
+    transformed = blocks.spatial_transformer(
+        inputs,
+        localization_net,
+        transform,
+        "transformer",
+        output_size=transformer_output_size,
+        tps_grid_shape=tps_grid_shape,
+    )
+    outputs = blocks.classifier_head(transformed, num_classes, hidden_units)
+    return keras.Model(inputs, outputs, name="st_fcn")
+
+
+def st_cnn(
+    input_shape,
+    num_classes,
+    transform="affine",
+    loc_conv="conv",
+    loc_activation="relu",
+    filters=32,
+    dense_units=50,
+    localization_filters=20,
+    localization_units=20,
+    num_transformers=1,
+    transformer_output_size=None,
+    tps_grid_shape=(4, 4),
+):
+    """ST-CNN: transformer(s) localised on the 2x-downsampled input, then a CNN.
+
+    Each localisation net: two 5x5 convolutions of ``localization_filters``
+    with a 2x2 max-pool between them, a ``localization_units`` dense layer
+    (the layer adds the identity-initialised regression head). With
+    ``num_transformers=2`` (the addition task) two transformers look at the
+    whole input in parallel and their outputs are concatenated on the channel
+    axis, so each can learn to attend to one digit.
+    """
+    check_input_size(input_shape, 28, "st_cnn")
+    if (
+        not isinstance(num_transformers, int)
+        or isinstance(num_transformers, bool)
+        or num_transformers < 1
+    ):
+        raise ValueError(
+            "`num_transformers` must be an int >= 1. "
+            f"Received: num_transformers={num_transformers!r}"
+        )
+    inputs = keras.Input(shape=input_shape, name="images")
+    transformed = []
+    for index in range(1, num_transformers + 1):
+        suffix = "" if num_transformers == 1 else f"_{index}"
+        localization_net = blocks.convolutional_localization_net(
+            (localization_filters, localization_filters),
+            5,
+            localization_units,
+            f"localization_net{suffix}",
+            loc_conv,
+            loc_activation,
+        )
+        transformed.append(
+            blocks.spatial_transformer(
+                inputs,
+                localization_net,
+                transform,
+                f"transformer{suffix}",
+                localization_downsample=2,
+                output_size=transformer_output_size,
+                tps_grid_shape=tps_grid_shape,
+            )
+        )
+    features = transformed[0]
+    if num_transformers > 1:
+        features = keras.layers.Concatenate(name="transformed_channels")(
+            transformed
+        )
+    features = convolutional_features(features, filters)
+    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
+    return keras.Model(inputs, outputs, name="st_cnn")

@@ -1,0 +1,168 @@
+"""The model registry: build any model of the project by name."""
+
+import inspect
+
+import keras
+
+from stn_keras.layers import SpatialTransformer
+from stn_keras.models import blocks
+from stn_keras.models import gtsrb
+from stn_keras.models import mnist
+from stn_keras.ops import TRANSFORMS
+
+MODELS = {
+    "fcn": mnist.fcn,
+    "cnn": mnist.cnn,
+    "st_fcn": mnist.st_fcn,
+    "st_cnn": mnist.st_cnn,
+    "idsia": gtsrb.idsia,
+    "st_idsia": gtsrb.st_idsia,
+    "compact_st_cnn": gtsrb.compact_st_cnn,
+}
+TRANSFORMER_OPTIONS = ("transform", "loc_conv", "loc_activation")
+
+
+def has_spatial_transformer(name):
+    """Whether model ``name`` of :data:`MODELS` contains a spatial transformer."""
+    return "transform" in inspect.signature(_builder(name)).parameters
+
+
+def _builder(name):
+    if name not in MODELS:
+        raise ValueError(
+            f"Unknown model. Expected one of {tuple(MODELS)}. "
+            f"Received: name={name!r}"
+        )
+    return MODELS[name]
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(
+            f"Unknown {name}. Expected one of {tuple(choices)}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def build_model(
+    name,
+    input_shape,
+    num_classes,
+    transform=None,
+    loc_conv=None,
+    loc_activation=None,
+    **options,
+):
+    """Builds model ``name`` of :data:`MODELS` for images of ``input_shape``.
+
+    Every model takes float32 images in ``[0, 1]`` of shape
+    ``(batch, height, width, channels)`` and returns class probabilities
+    (a float32 softmax, also under mixed precision).
+
+    Args:
+        name: one of :data:`MODELS`.
+        input_shape: ``(height, width, channels)``.
+        num_classes: number of classes, >= 2.
+        transform: the transformer's transform (one of
+            ``stn_keras.ops.TRANSFORMS``); ``None`` means ``"affine"`` for
+            models with a transformer. Baselines accept only ``None``.
+        loc_conv: ``"conv"`` or ``"coordconv"`` in the localisation net;
+            ``None`` means ``"conv"``. Baselines accept only ``None``.
+        loc_activation: ``"relu"`` or ``"leaky_relu"`` in the localisation
+            net; ``None`` means ``"relu"``. Baselines accept only ``None``.
+        **options: keyword arguments of the model's builder function (for
+            example ``filters`` or ``num_transformers`` of ``st_cnn``).
+
+    Returns:
+        A functional ``keras.Model`` whose layers all have names.
+    """
+    builder = _builder(name)
+    try:
+        input_shape = tuple(int(size) for size in input_shape)
+    except (TypeError, ValueError):
+        input_shape = None
+    if input_shape is None or len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) of positive ints. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    if (
+        not isinstance(num_classes, int)
+        or isinstance(num_classes, bool)
+        or num_classes < 2
+    ):
+        raise ValueError(
+            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
+        )
+    transformer_options = {
+        "transform": transform,
+        "loc_conv": loc_conv,
+        "loc_activation": loc_activation,
+    }
+    given = {key: value for key, value in transformer_options.items() if value}
+    if has_spatial_transformer(name):
+        _check_choice("transform", given.get("transform", "affine"), TRANSFORMS)
+        _check_choice(
+            "loc_conv",
+            given.get("loc_conv", "conv"),
+            blocks.LOCALIZATION_CONVOLUTIONS,
+        )
+        _check_choice(
+            "loc_activation",
+            given.get("loc_activation", "relu"),
+            blocks.LOCALIZATION_ACTIVATIONS,
+        )
+    elif given:
+        raise ValueError(
+            f"Model '{name}' has no spatial transformer, so "
+            f"{', '.join(sorted(given))} does not apply. Use one of "
+            f"{tuple(n for n in MODELS if has_spatial_transformer(n))} or "
+            f"leave it unset. Received: {given}"
+        )
+    accepted = [
+        parameter
+        for parameter in inspect.signature(builder).parameters
+        if parameter not in ("input_shape", "num_classes", *TRANSFORMER_OPTIONS)
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for model '{name}'. "
+            f"Expected some of {accepted}. Received: options={options}"
+        )
+    return builder(input_shape, num_classes, **given, **options)
+
+
+def spatial_transformers(model):
+    """The ``SpatialTransformer`` layers of ``model``, in graph order."""
+    return [
+        layer for layer in model.layers if isinstance(layer, SpatialTransformer)
+    ]
+
+
+def transformer_model(model):
+    """A sub-model from ``model``'s input to each transformer's outputs.
+
+    Args:
+        model: a functional model built by :func:`build_model` (or loaded
+            from a ``.keras`` file of one).
+
+    Returns:
+        A ``keras.Model`` returning the flat list ``[images_1, theta_1,
+        images_2, theta_2, ...]``, one pair per transformer in graph order:
+        the transformer's output and its ``(batch, num_parameters)``
+        parameters. ``None`` when the model has no spatial transformer.
+    """
+    transformers = spatial_transformers(model)
+    if not transformers:
+        return None
+    outputs = []
+    for transformer in transformers:
+        layer_outputs = transformer.output
+        if not transformer.return_theta:
+            raise ValueError(
+                f"Transformer '{transformer.name}' was built without "
+                "return_theta=True, so its theta is not in the graph."
+            )
+        outputs.extend(layer_outputs)
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_transformers")
