@@ -1,0 +1,63 @@
+"""A tiny, learnable in-memory data set shaped like ``stn_keras.data``'s."""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyDataset:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: tuple
+    image_shape: tuple
+    name: str = "tiny"
+    distortion: str = None
+    source: dict = dataclasses.field(
+        default_factory=lambda: {"name": "tiny", "sha256": "synthetic"}
+    )
+
+
+def shapes(count, size=28, channels=1, seed=0):
+    """uint8 images of a horizontal bar, a vertical bar or a filled square.
+
+    Returns ``(images, labels)``; the shape is drawn at a random position,
+    so a model must find it (what a transformer is for).
+    """
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, channels), dtype=np.uint8)
+    labels = rng.integers(0, 3, size=count).astype(np.int64)
+    long_side, short_side = size // 2, max(size // 7, 2)
+    for image, label in zip(images, labels):
+        height, width = {
+            0: (short_side, long_side),
+            1: (long_side, short_side),
+            2: (short_side * 2, short_side * 2),
+        }[int(label)]
+        top = rng.integers(0, size - height + 1)
+        left = rng.integers(0, size - width + 1)
+        image[top : top + height, left : left + width, :] = 255
+    return images, labels
+
+
+def tiny_dataset(train=96, val=32, test=48, size=28, channels=1, seed=0):
+    """A :class:`TinyDataset` of :func:`shapes` with three classes."""
+    x_train, y_train = shapes(train, size, channels, seed)
+    x_val, y_val = shapes(val, size, channels, seed + 1)
+    x_test, y_test = shapes(test, size, channels, seed + 2)
+    return TinyDataset(
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        num_classes=3,
+        class_names=("horizontal", "vertical", "square"),
+        image_shape=(size, size, channels),
+    )
