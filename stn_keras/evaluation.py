@@ -1,0 +1,363 @@
+"""Evaluation behind ``evaluate.py``: metrics, confusion matrix and pictures.
+
+:func:`evaluate` runs a trained model (a ``.keras`` file or an exported
+SavedModel directory) on one split of a data set and writes, to an output
+directory, ``metrics.json``, ``confusion_matrix.csv``,
+``confusion_matrix.png``, ``misclassified.png`` and, for ``.keras`` models
+with a spatial transformer, ``st_samples.png``.
+"""
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import stn_keras  # noqa: F401  (registers the layers for load_model)
+from stn_keras import models
+from stn_keras import visualization
+from stn_keras.training import as_float_images
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+# Keras' cross-entropy clips probabilities to [epsilon, 1 - epsilon] too.
+PROBABILITY_EPSILON = 1e-7
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A loaded model: how to predict, its shapes and identity.
+
+    ``keras_model`` is the full Keras model for ``.keras`` files (its
+    transformers can be visualised) and ``None`` for SavedModels.
+    """
+
+    predict: object
+    input_shape: tuple
+    num_classes: int
+    identity: dict
+    keras_model: object = None
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _batched(function, batch_size):
+    def predict(images):
+        outputs = [
+            np.asarray(function(images[start : start + batch_size]))
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(outputs, axis=0)
+
+    return predict
+
+
+def load_trained_model(path, batch_size=256):
+    """Loads a ``.keras`` file or a SavedModel directory for evaluation.
+
+    Raises:
+        ValueError: the path does not exist, or is not a loadable model
+            (a corrupt or truncated file, or a directory without
+            ``saved_model.pb``), saying which.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"Model not found. Received: model path='{path}'")
+    if path.is_dir():
+        return _load_saved_model(path, batch_size)
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load model file '{path}': it is not a valid .keras file "
+            f"(corrupt, truncated or another format; {type(error).__name__}: "
+            f"{error}). Pass the model.keras of a finished run or a "
+            "saved_model/ directory."
+        ) from error
+    identity = {
+        "path": str(path),
+        "format": "keras",
+        "name": model.name,
+        "sha256": _sha256(path),
+        "num_parameters": model.count_params(),
+    }
+    return TrainedModel(
+        predict=lambda images: model.predict(
+            images, batch_size=batch_size, verbose=0
+        ),
+        input_shape=tuple(model.input_shape[1:]),
+        num_classes=int(model.output_shape[-1]),
+        identity=identity,
+        keras_model=model,
+    )
+
+
+def _load_saved_model(path, batch_size):
+    if not (path / "saved_model.pb").is_file():
+        raise ValueError(
+            f"Directory '{path}' is not a SavedModel (no saved_model.pb). "
+            "Pass a .keras file or the saved_model/ directory of a run."
+        )
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures["serving_default"]
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load SavedModel '{path}' with a serving_default "
+            f"signature ({type(error).__name__}: {error})."
+        ) from error
+    (input_spec,) = signature.structured_input_signature[1].values()
+    (output_spec,) = signature.structured_outputs.values()
+
+    def predict(images):
+        (probabilities,) = signature(tf.constant(images)).values()
+        return probabilities.numpy()
+
+    identity = {
+        "path": str(path),
+        "format": "saved_model",
+        "sha256": _sha256(path / "saved_model.pb"),
+    }
+    return TrainedModel(
+        predict=_batched(predict, batch_size),
+        input_shape=tuple(input_spec.shape[1:]),
+        num_classes=int(output_spec.shape[-1]),
+        identity=identity,
+    )
+
+
+def split_arrays(dataset, split):
+    """``(images, labels)`` of ``split`` (train, val or test) of ``dataset``."""
+    if split not in SPLITS:
+        raise ValueError(
+            f"Unknown split. Expected one of {SPLITS}. Received: split={split!r}"
+        )
+    return getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+
+
+def check_compatible(trained, dataset, split):
+    """Raises ValueError when the model cannot take the data set's images."""
+    images, _ = split_arrays(dataset, split)
+    data_shape = tuple(images.shape[1:])
+    if tuple(trained.input_shape) != data_shape:
+        raise ValueError(
+            f"The model expects images of shape {tuple(trained.input_shape)} "
+            f"but the {split} split of data set '{dataset.name}' has images "
+            f"of shape {data_shape}. Evaluate on the data set the model was "
+            "trained on (see its run's config.json)."
+        )
+    if trained.num_classes != dataset.num_classes:
+        raise ValueError(
+            f"The model predicts {trained.num_classes} classes but data set "
+            f"'{dataset.name}' has {dataset.num_classes}. Evaluate on the "
+            "data set the model was trained on (see its run's config.json)."
+        )
+
+
+def compute_metrics(probabilities, labels, class_names):
+    """Loss, accuracy, per-class accuracy and the confusion matrix.
+
+    Args:
+        probabilities: ``(N, num_classes)`` predicted probabilities.
+        labels: ``(N,)`` true class indices.
+        class_names: one name per class.
+
+    Returns:
+        ``(metrics dict, confusion matrix (num_classes, num_classes))``,
+        true classes as rows, predicted as columns.
+    """
+    probabilities = np.asarray(probabilities, dtype="float64")
+    labels = np.asarray(labels, dtype="int64")
+    num_classes = len(class_names)
+    predictions = probabilities.argmax(axis=-1)
+    true_probability = np.clip(
+        probabilities[np.arange(len(labels)), labels],
+        PROBABILITY_EPSILON,
+        1.0 - PROBABILITY_EPSILON,
+    )
+    matrix = np.bincount(
+        labels * num_classes + predictions, minlength=num_classes * num_classes
+    ).reshape(num_classes, num_classes)
+    correct = int(np.trace(matrix))
+    totals = matrix.sum(axis=1)
+    per_class = {
+        str(name): (float(matrix[index, index] / totals[index]) if totals[index] else None)
+        for index, name in enumerate(class_names)
+    }
+    accuracy = correct / len(labels)
+    metrics = {
+        "loss": float(-np.log(true_probability).mean()),
+        "accuracy": accuracy,
+        "error_percent": 100.0 * (1.0 - accuracy),
+        "num_correct": correct,
+        "num_samples": int(len(labels)),
+        "per_class_accuracy": per_class,
+        "per_class_samples": {
+            str(name): int(totals[index]) for index, name in enumerate(class_names)
+        },
+    }
+    return metrics, matrix
+
+
+def write_confusion_matrix_csv(matrix, class_names, path):
+    """CSV: a header row of predicted class names, a first column of true ones."""
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, matrix):
+            writer.writerow([name, *(int(value) for value in row)])
+    return path
+
+
+def format_report(metrics, class_names):
+    """The per-class accuracy table and the overall line, as text."""
+    width = max(len("class"), *(len(str(name)) for name in class_names))
+    lines = [f"{'class':<{width}}  accuracy  samples"]
+    for name in class_names:
+        accuracy = metrics["per_class_accuracy"][str(name)]
+        shown = "     n/a" if accuracy is None else f"{100 * accuracy:7.2f}%"
+        lines.append(
+            f"{str(name):<{width}}  {shown}  {metrics['per_class_samples'][str(name)]:7d}"
+        )
+    lines.append(
+        f"Average loss: {metrics['loss']:.4f}, accuracy: "
+        f"{metrics['num_correct']}/{metrics['num_samples']} "
+        f"({100 * metrics['accuracy']:.2f}%)"
+    )
+    return "\n".join(lines)
+
+
+def _sample_indices(labels, count):
+    """Up to ``count`` indices, one per class in turn, for varied pictures."""
+    labels = np.asarray(labels)
+    chosen = []
+    for index in range(len(labels)):
+        if labels[index] not in labels[chosen] and len(chosen) < count:
+            chosen.append(index)
+    for index in range(len(labels)):
+        if len(chosen) >= count:
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return np.asarray(chosen, dtype="int64")
+
+
+def plot_transformer_samples(model, images, labels, predictions, class_names, path):
+    """``st_samples.png`` for the transformers that sample the model's input.
+
+    Returns the path, or ``None`` when the model has no such transformer.
+    """
+    transformers = models.spatial_transformers(model)
+    input_shape = tuple(model.input_shape[1:])
+    sampling_input = [
+        index
+        for index, layer in enumerate(transformers)
+        if tuple(layer.input.shape[1:]) == input_shape
+    ]
+    if not sampling_input:
+        return None
+    outputs = models.transformer_model(model).predict(images, verbose=0)
+    transformed, outlines = [], []
+    for index in sampling_input:
+        layer = transformers[index]
+        output_images, theta = outputs[2 * index], outputs[2 * index + 1]
+        transformed.append((layer.name, np.asarray(output_images, "float32")))
+        outlines.append(
+            visualization.sampled_region_outline(
+                layer.transform,
+                theta,
+                tuple(output_images.shape[1:3]),
+                input_shape[:2],
+                align_corners=layer.align_corners,
+                tps_grid_shape=layer.tps_grid_shape,
+            )
+        )
+    return visualization.plot_transformer_samples(
+        path, images, transformed, outlines, predictions, labels, class_names
+    )
+
+
+def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_samples=8):
+    """Evaluates a trained model on ``split`` of ``dataset``; writes the reports.
+
+    Args:
+        model_path: a ``.keras`` file or an exported SavedModel directory.
+        dataset: a loaded data set (``stn_keras.data.load_dataset``).
+        output_dir: directory for the reports (created).
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        batch_size: images per prediction batch.
+        num_samples: images in ``st_samples.png``.
+
+    Returns:
+        The metrics dictionary written to ``metrics.json``.
+    """
+    images, labels = split_arrays(dataset, split)
+    if len(images) == 0:
+        raise ValueError(
+            f"The {split} split of data set '{dataset.name}' is empty. "
+            f"Choose another split of {SPLITS}."
+        )
+    trained = load_trained_model(model_path, batch_size)
+    check_compatible(trained, dataset, split)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    float_images = as_float_images(images)
+    probabilities = np.asarray(trained.predict(float_images), dtype="float32")
+    class_names = [str(name) for name in dataset.class_names]
+    metrics, matrix = compute_metrics(probabilities, labels, class_names)
+    metrics.update(
+        {
+            "split": split,
+            "model": trained.identity,
+            "data": {
+                "name": dataset.name,
+                "distortion": dataset.distortion,
+                "source": dataset.source,
+            },
+        }
+    )
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_confusion_matrix_csv(matrix, class_names, output_dir / "confusion_matrix.csv")
+    visualization.plot_confusion_matrix(
+        matrix, class_names, output_dir / "confusion_matrix.png"
+    )
+    predictions = probabilities.argmax(axis=-1)
+    visualization.plot_misclassified(
+        output_dir / "misclassified.png",
+        float_images,
+        predictions,
+        labels,
+        probabilities.max(axis=-1),
+        class_names,
+    )
+    if trained.keras_model is None:
+        logger.info(
+            "A SavedModel exposes only its probabilities: st_samples.png needs "
+            "the .keras model."
+        )
+    else:
+        chosen = _sample_indices(labels, num_samples)
+        written = plot_transformer_samples(
+            trained.keras_model,
+            float_images[chosen],
+            np.asarray(labels)[chosen],
+            predictions[chosen],
+            class_names,
+            output_dir / "st_samples.png",
+        )
+        if written is None:
+            logger.info("The model has no spatial transformer: no st_samples.png.")
+    return metrics
