@@ -19,12 +19,21 @@ import numpy as np
 
 import stn_keras  # noqa: F401  (registers the layers for load_model)
 from stn_keras import models
+from stn_keras import training
 from stn_keras import visualization
-from stn_keras.training import as_float_images
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+DATA_SETTINGS = (
+    "dataset",
+    "distortion",
+    "data_dir",
+    "seed",
+    "val_size",
+    "image_size",
+    "data_options",
+)
 # Keras' cross-entropy clips probabilities to [epsilon, 1 - epsilon] too.
 PROBABILITY_EPSILON = 1e-7
 
@@ -137,6 +146,34 @@ def _load_saved_model(path, batch_size):
         num_classes=int(output_spec.shape[-1]),
         identity=identity,
     )
+
+
+def _run_dir(model_path):
+    """The run directory of a run's ``model.keras`` or ``saved_model/``."""
+    return Path(model_path).resolve().parent
+
+
+def data_config_for(model_path, overrides=None):
+    """Data settings for evaluating ``model_path``.
+
+    Defaults < the settings in the ``config.json`` of the run the model
+    comes from (when there is one beside it) < ``overrides``. A distortion
+    of ``"none"`` means no distortion.
+    """
+    config = {name: training.DEFAULTS[name] for name in DATA_SETTINGS}
+    run_config = _run_dir(model_path) / "config.json"
+    if run_config.is_file():
+        saved = json.loads(run_config.read_text()).get("config", {})
+        config.update({name: saved[name] for name in DATA_SETTINGS if name in saved})
+    config.update(overrides or {})
+    if config["distortion"] == "none":
+        config["distortion"] = None
+    return config
+
+
+def default_output_dir(model_path):
+    """``evaluation/`` in the model's run directory."""
+    return _run_dir(model_path) / "evaluation"
 
 
 def split_arrays(dataset, split):
@@ -314,7 +351,7 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
     check_compatible(trained, dataset, split)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    float_images = as_float_images(images)
+    float_images = training.as_float_images(images)
     probabilities = np.asarray(trained.predict(float_images), dtype="float32")
     class_names = [str(name) for name in dataset.class_names]
     metrics, matrix = compute_metrics(probabilities, labels, class_names)

@@ -139,6 +139,8 @@ def resolve_config(overrides=None, config_path=None):
                 f"of {sorted(DEFAULTS)}."
             )
         config.update(values)
+    if config["distortion"] == "none":
+        config["distortion"] = None
     validate_config(config)
     return config
 

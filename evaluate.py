@@ -1,0 +1,102 @@
+"""Evaluate a trained model of stn_keras: ``python evaluate.py --help``.
+
+Writes metrics.json, confusion_matrix.csv/.png, st_samples.png and
+misclassified.png to ``--output-dir`` and prints the per-class table and
+the overall accuracy. Data settings default to those in the run's
+config.json next to the model.
+"""
+
+import argparse
+import logging
+import sys
+
+from stn_keras import evaluation
+from stn_keras import training
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Evaluate a .keras model or an exported SavedModel on a "
+        "data split: metrics, confusion matrix and transformer pictures.",
+    )
+    parser.add_argument(
+        "--model", required=True, help="a .keras file or a SavedModel directory"
+    )
+    parser.add_argument(
+        "--dataset",
+        help="data set name (default: the run's, from config.json beside the model)",
+    )
+    parser.add_argument(
+        "--distortion", help="distortion (default: the run's, or none)"
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=evaluation.SPLITS,
+        help="split to evaluate (default: test)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        help="where to write the reports (default: evaluation/ beside the model)",
+    )
+    parser.add_argument("--data-dir", help="data directory (default: the run's)")
+    parser.add_argument(
+        "--seed", type=int, help="data split seed (default: the run's, or 0)"
+    )
+    parser.add_argument(
+        "--val-size", type=int, help="validation size (default: the run's)"
+    )
+    parser.add_argument(
+        "--image-size", type=int, help="image size (default: the run's)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="prediction batch (default: 256)"
+    )
+    parser.add_argument(
+        "--num-samples",
+        type=int,
+        default=8,
+        help="images in st_samples.png (default: 8)",
+    )
+    return parser
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if arguments.batch_size < 1 or arguments.num_samples < 1:
+        parser.error(
+            "--batch-size and --num-samples must be >= 1. Received: "
+            f"{arguments.batch_size} and {arguments.num_samples}"
+        )
+    try:
+        config = evaluation.data_config_for(
+            arguments.model,
+            {
+                name: getattr(arguments, name)
+                for name in ("dataset", "distortion", "data_dir", "seed", "val_size", "image_size")
+                if getattr(arguments, name) is not None
+            },
+        )
+        dataset = training.load_data(config)
+        output_dir = arguments.output_dir or evaluation.default_output_dir(
+            arguments.model
+        )
+        metrics = evaluation.evaluate(
+            arguments.model,
+            dataset,
+            output_dir,
+            split=arguments.split,
+            batch_size=arguments.batch_size,
+            num_samples=arguments.num_samples,
+        )
+    except ValueError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    print(evaluation.format_report(metrics, dataset.class_names))
+    print(f"Reports written to {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
