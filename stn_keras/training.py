@@ -314,9 +314,14 @@ def make_strategy(name):
     """``tf.distribute`` strategy by name: the default one or MirroredStrategy."""
     import tensorflow as tf
 
-    if name == "mirrored":
+    if name != "mirrored":
+        return tf.distribute.get_strategy()
+    if tf.config.list_logical_devices("GPU"):
         return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    # Without GPUs MirroredStrategy would use CPU:0 alone; use every logical
+    # CPU device instead (see tf.config.set_logical_device_configuration).
+    cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices=cpus)
 
 
 def build_configured_model(config, dataset):
@@ -400,6 +405,21 @@ def _prepare_run_dir(run_dir, resume):
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
+def _truncate_history(history_path, num_epochs):
+    """Keeps the header and the rows of the first ``num_epochs`` epochs.
+
+    A run killed after writing an epoch's row but before committing its
+    backup redoes that epoch on resume; this drops the stale row first.
+    """
+    if not history_path.is_file():
+        return
+    lines = history_path.read_text().splitlines(keepends=True)
+    header, rows = lines[:1], lines[1:]
+    kept = [row for row in rows if int(row.split(",", 1)[0]) < num_epochs]
+    if len(kept) != len(rows):
+        history_path.write_text("".join(header + kept))
+
+
 def _best_from_history(history_path, monitor):
     """Best monitored value and its epoch (1-based) in ``history.csv``."""
     import csv
@@ -414,13 +434,14 @@ def _best_from_history(history_path, monitor):
     return best, best_epoch
 
 
-def train(config, dataset=None):
+def train(config, dataset=None, callbacks=None):
     """Trains the configured model; writes the run directory.
 
     Args:
         config: a configuration from :func:`resolve_config`.
         dataset: the loaded data set; ``None`` loads it with
             :func:`load_data`.
+        callbacks: extra Keras callbacks, run after the built-in ones.
 
     Returns:
         A :class:`TrainingResult`.
@@ -489,9 +510,11 @@ def train(config, dataset=None):
             )
         )
     history_path = run_dir / "history.csv"
+    if config["resume"]:
+        _truncate_history(history_path, first_epoch)
     best_so_far, _ = _best_from_history(history_path, monitor)
+    extra_callbacks = list(callbacks or [])
     callbacks = [
-        backup,
         keras.callbacks.ModelCheckpoint(
             run_dir / "model.keras",
             monitor=monitor,
@@ -526,6 +549,10 @@ def train(config, dataset=None):
                 monitor=monitor, mode="max", patience=config["early_stopping_patience"]
             )
         )
+    # The backup commits last, so an epoch is either fully recorded (history
+    # row, best model, backup) or redone on resume.
+    callbacks.extend(extra_callbacks)
+    callbacks.append(backup)
     validation_data = (
         (as_float_images(dataset.x_val), np.asarray(dataset.y_val, "int64"))
         if validation
