@@ -1,0 +1,177 @@
+"""Models: registry, architectures, parameter counts, transformer outputs."""
+
+import keras
+import numpy as np
+import pytest
+
+import stn_keras  # noqa: F401
+from stn_keras.models import MODELS
+from stn_keras.models import build_model
+from stn_keras.models import has_spatial_transformer
+from stn_keras.models import spatial_transformers
+from stn_keras.models import transformer_model
+from tiny_data import shapes
+
+# (name, input shape, classes, options): every model on a small input.
+SMOKE_CASES = [
+    ("fcn", (28, 28, 1), 3, {}),
+    ("cnn", (28, 28, 1), 3, {}),
+    ("st_fcn", (28, 28, 1), 3, {}),
+    ("st_cnn", (28, 28, 1), 3, {}),
+    ("st_cnn", (28, 28, 2), 3, {"num_transformers": 2}),
+    ("compact_st_cnn", (32, 32, 3), 3, {}),
+]
+
+
+def _fit_one_epoch(model, input_shape, num_classes):
+    images, labels = shapes(16, input_shape[0], input_shape[2], seed=3)
+    labels = labels % num_classes
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(
+        images.astype("float32") / 255.0, labels, batch_size=8, epochs=1, verbose=0
+    )
+    return history.history["loss"][0]
+
+
+@pytest.mark.parametrize("name, input_shape, num_classes, options", SMOKE_CASES)
+def test_one_epoch_smoke(name, input_shape, num_classes, options):
+    model = build_model(name, input_shape, num_classes, **options)
+    loss = _fit_one_epoch(model, input_shape, num_classes)
+    assert np.isfinite(loss)
+    probabilities = model.predict(np.zeros((2, *input_shape), "float32"), verbose=0)
+    assert probabilities.shape == (2, num_classes)
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["idsia", "st_idsia"])
+def test_gtsrb_idsia_models_train_one_step(name):
+    model = build_model(name, (32, 32, 3), 43)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    loss = model.train_on_batch(images, np.array([0, 42]))
+    assert np.isfinite(float(np.asarray(loss)))
+
+
+def test_parameter_counts_match_hand_computation():
+    # CNN on 42x42 (RTS): conv 9x9x1x36, conv 7x7x36x36, dense 5*5*36 -> 50 -> 10.
+    expected_cnn = (81 * 36 + 36) + (49 * 36 * 36 + 36) + (900 * 50 + 50) + 510
+    assert build_model("cnn", (42, 42, 1), 10).count_params() == expected_cnn
+    # ST-CNN: the same trunk with 32 filters plus the localisation net on the
+    # 21x21 downsampled input: conv 5x5 20, pool -> 9x9, conv 5x5 20 -> 5x5,
+    # dense 500 -> 20, regression 20 -> 6.
+    trunk = (81 * 32 + 32) + (49 * 32 * 32 + 32) + (800 * 50 + 50) + 510
+    localization = (25 * 20 + 20) + (25 * 20 * 20 + 20) + (500 * 20 + 20)
+    regression = 20 * 6 + 6
+    st_cnn = build_model("st_cnn", (42, 42, 1), 10)
+    assert st_cnn.count_params() == trunk + localization + regression
+    # Baseline and ST model stay within 5% of each other's capacity.
+    assert abs(st_cnn.count_params() / expected_cnn - 1) < 0.05
+    fcn = build_model("fcn", (28, 28, 1), 10).count_params()
+    st_fcn = build_model("st_fcn", (28, 28, 1), 10).count_params()
+    assert abs(st_fcn / fcn - 1) < 0.05
+
+
+def test_identity_initialised_transformer_passes_the_input_through():
+    model = build_model("st_cnn", (28, 28, 1), 10)
+    images = np.random.default_rng(1).random((3, 28, 28, 1)).astype("float32")
+    transformed, theta = transformer_model(model).predict(images, verbose=0)
+    np.testing.assert_allclose(theta, np.tile([1, 0, 0, 0, 1, 0], (3, 1)), atol=1e-6)
+    np.testing.assert_allclose(transformed, images, atol=1e-5)
+
+
+def test_transformer_model_returns_each_transformer_in_order():
+    model = build_model("st_idsia", (32, 32, 3), 43)
+    sub_model = transformer_model(model)
+    shapes_out = [tuple(output.shape) for output in sub_model.outputs]
+    assert shapes_out == [(None, 32, 32, 3), (None, 6), (None, 5, 5, 200), (None, 6)]
+    assert [layer.name for layer in spatial_transformers(model)] == [
+        "transformer_1",
+        "transformer_2",
+    ]
+    assert transformer_model(build_model("cnn", (28, 28, 1), 10)) is None
+
+
+@pytest.mark.parametrize(
+    "transform, num_parameters",
+    [("affine", 6), ("attention", 3), ("similarity", 4), ("projective", 8), ("tps", 32)],
+)
+def test_every_transform_builds(transform, num_parameters):
+    model = build_model("st_cnn", (28, 28, 1), 10, transform=transform)
+    _, theta = transformer_model(model).outputs
+    assert theta.shape == (None, num_parameters)
+
+
+def test_coordconv_and_leaky_relu_options_reach_the_localisation_net():
+    model = build_model(
+        "st_cnn", (28, 28, 1), 10, loc_conv="coordconv", loc_activation="leaky_relu"
+    )
+    net = spatial_transformers(model)[0].localization_net
+    kinds = {type(layer).__name__ for layer in net.layers}
+    assert {"CoordConv", "LeakyReLU"} <= kinds
+    assert "Conv2D" not in kinds and "ReLU" not in kinds
+
+
+def test_layers_are_named_and_keras_file_round_trips(tmp_path):
+    model = build_model("st_cnn", (28, 28, 2), 19, num_transformers=2)
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names))
+    assert {"images", "transformer_1", "transformer_2", "probabilities"} <= set(names)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    images = np.random.default_rng(2).random((2, 28, 28, 2)).astype("float32")
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
+    )
+    assert len(transformer_model(reloaded).outputs) == 4
+
+
+def test_probabilities_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model("st_cnn", (28, 28, 1), 10)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    output = model(np.zeros((1, 28, 28, 1), "float32"))
+    assert keras.backend.standardize_dtype(output.dtype) == "float32"
+
+
+def test_registry_lists_transformer_models():
+    assert set(MODELS) == {
+        "fcn", "cnn", "st_fcn", "st_cnn", "idsia", "st_idsia", "compact_st_cnn",
+    }
+    assert not has_spatial_transformer("cnn")
+    assert has_spatial_transformer("st_idsia")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (("resnet", (28, 28, 1), 10), "Unknown model. Expected one of ('fcn', 'cnn'"),
+        (("st_cnn", (28, 28), 10), "`input_shape` must be (height, width, channels)"),
+        (("st_cnn", (28, 28, 1), 1), "`num_classes` must be an int >= 2"),
+        (("st_cnn", (20, 20, 1), 10), "needs images of at least 28x28"),
+    ],
+)
+def test_bad_arguments(arguments, message):
+    with pytest.raises(ValueError, match=None) as error:
+        build_model(*arguments)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("st_cnn", {"transform": "spline"}, "Unknown transform. Expected one of ('affine'"),
+        ("st_cnn", {"loc_conv": "dense"}, "Unknown loc_conv. Expected one of ('conv', 'coordconv')"),
+        ("st_cnn", {"loc_activation": "tanh"}, "Expected one of ('relu', 'leaky_relu')"),
+        ("cnn", {"transform": "tps"}, "Model 'cnn' has no spatial transformer, so transform"),
+        ("st_fcn", {"loc_conv": "coordconv"}, "fully connected localisation net"),
+        ("st_cnn", {"filterz": 3}, "Unknown option(s) ['filterz'] for model 'st_cnn'"),
+        ("st_cnn", {"num_transformers": 0}, "`num_transformers` must be an int >= 1"),
+    ],
+)
+def test_options_that_do_not_fit_the_model(name, options, message):
+    with pytest.raises(ValueError) as error:
+        build_model(name, (28, 28, 1), 10, **options)
+    assert message in str(error.value)
