@@ -1,0 +1,224 @@
+"""Evaluation: metrics, confusion matrix, pictures, model loading and errors."""
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from stn_keras import evaluation
+from stn_keras import visualization
+from stn_keras.models import build_model
+from tiny_data import tiny_dataset
+
+REPORTS = (
+    "metrics.json",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "misclassified.png",
+)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def keras_file(tmp_path_factory, dataset):
+    """A briefly trained ST-CNN saved as ``model.keras``."""
+    keras.utils.set_random_seed(0)
+    model = build_model("st_cnn", dataset.image_shape, dataset.num_classes)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(
+        dataset.x_train / 255.0, dataset.y_train, epochs=2, batch_size=32, verbose=0
+    )
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(keras_file):
+    from stn_keras.training import export_saved_model
+
+    path = keras_file.parent / "saved_model"
+    export_saved_model(keras.saving.load_model(keras_file), path)
+    return path
+
+
+def test_compute_metrics_hand_computed():
+    probabilities = np.array(
+        [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]
+    )
+    labels = np.array([0, 1, 1, 2])
+    metrics, matrix = evaluation.compute_metrics(probabilities, labels, ["a", "b", "c"])
+    np.testing.assert_array_equal(matrix, [[1, 0, 0], [1, 1, 0], [0, 0, 1]])
+    assert metrics["accuracy"] == 0.75
+    assert metrics["error_percent"] == pytest.approx(25.0)
+    assert metrics["num_samples"] == 4 and metrics["num_correct"] == 3
+    assert metrics["per_class_accuracy"] == {"a": 1.0, "b": 0.5, "c": 1.0}
+    expected_loss = -np.mean(np.log([0.7, 0.8, 0.3, 0.6]))
+    assert metrics["loss"] == pytest.approx(expected_loss)
+    report = evaluation.format_report(metrics, ["a", "b", "c"])
+    assert "Average loss: 0.5737, accuracy: 3/4 (75.00%)" in report
+    assert " 50.00%" in report.splitlines()[2]
+
+
+def test_class_without_samples_has_no_accuracy():
+    metrics, _ = evaluation.compute_metrics(np.eye(3)[[0, 0]], np.array([0, 0]), "xyz")
+    assert metrics["per_class_accuracy"] == {"x": 1.0, "y": None, "z": None}
+    assert "n/a" in evaluation.format_report(metrics, "xyz")
+
+
+def test_confusion_matrix_csv_layout(tmp_path):
+    path = evaluation.write_confusion_matrix_csv(
+        np.array([[3, 1], [0, 4]]), ["cat", "dog"], tmp_path / "matrix.csv"
+    )
+    with open(path) as file:
+        rows = list(csv.reader(file))
+    assert rows == [["true \\ predicted", "cat", "dog"], ["cat", "3", "1"], ["dog", "0", "4"]]
+
+
+def test_evaluate_writes_reports_that_agree_with_a_direct_computation(
+    tmp_path, keras_file, dataset
+):
+    metrics = evaluation.evaluate(keras_file, dataset, tmp_path / "eval")
+    for name in (*REPORTS, "st_samples.png"):
+        assert (tmp_path / "eval" / name).stat().st_size > 0, name
+    model = keras.saving.load_model(keras_file)
+    probabilities = model.predict(dataset.x_test / 255.0, verbose=0)
+    predictions = probabilities.argmax(axis=-1)
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["num_samples"] == len(dataset.y_test)
+    assert written["accuracy"] == pytest.approx(np.mean(predictions == dataset.y_test))
+    assert written["error_percent"] == pytest.approx(100 * (1 - written["accuracy"]))
+    loss = keras.losses.sparse_categorical_crossentropy(dataset.y_test, probabilities)
+    assert written["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-4)
+    for index, name in enumerate(dataset.class_names):
+        of_class = dataset.y_test == index
+        assert written["per_class_accuracy"][name] == pytest.approx(
+            np.mean(predictions[of_class] == index)
+        )
+    assert written["model"]["format"] == "keras" and written["model"]["name"] == "st_cnn"
+    assert written["data"]["source"] == dataset.source
+    assert metrics["accuracy"] == written["accuracy"]
+    with open(tmp_path / "eval" / "confusion_matrix.csv") as file:
+        counts = np.array([row[1:] for row in list(csv.reader(file))[1:]], dtype=int)
+    assert counts.sum() == len(dataset.y_test)
+    assert np.trace(counts) == np.sum(predictions == dataset.y_test)
+
+
+@pytest.mark.tensorflow_only
+def test_saved_model_round_trip_equals_model_predict(keras_file, saved_model_dir, dataset):
+    model = keras.saving.load_model(keras_file)
+    trained = evaluation.load_trained_model(saved_model_dir, batch_size=5)
+    images = dataset.x_test[:13] / 255.0  # not a multiple of the batch size
+    np.testing.assert_allclose(
+        trained.predict(images.astype("float32")),
+        model.predict(images, verbose=0),
+        atol=1e-5,
+    )
+    assert trained.input_shape == (28, 28, 1) and trained.num_classes == 3
+
+
+@pytest.mark.tensorflow_only
+def test_saved_model_signature_has_a_dynamic_batch(saved_model_dir):
+    cli = shutil.which("saved_model_cli") or str(
+        Path(__import__("sys").executable).parent / "saved_model_cli"
+    )
+    shown = subprocess.run(
+        [cli, "show", "--dir", str(saved_model_dir), "--tag_set", "serve",
+         "--signature_def", "serving_default"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "dtype: DT_FLOAT" in shown
+    assert "shape: (-1, 28, 28, 1)" in shown
+    assert "shape: (-1, 3)" in shown
+
+
+@pytest.mark.tensorflow_only
+def test_evaluate_a_saved_model(tmp_path, keras_file, saved_model_dir, dataset):
+    from_keras = evaluation.evaluate(keras_file, dataset, tmp_path / "keras")
+    from_saved = evaluation.evaluate(saved_model_dir, dataset, tmp_path / "saved")
+    for name in REPORTS:
+        assert (tmp_path / "saved" / name).exists()
+    assert not (tmp_path / "saved" / "st_samples.png").exists()
+    assert from_saved["accuracy"] == from_keras["accuracy"]
+    assert from_saved["loss"] == pytest.approx(from_keras["loss"], rel=1e-5)
+    assert from_saved["model"]["format"] == "saved_model"
+
+
+def test_wrong_shaped_data_names_both_shapes(tmp_path, keras_file):
+    colour = tiny_dataset(size=32, channels=3)
+    with pytest.raises(ValueError) as error:
+        evaluation.evaluate(keras_file, colour, tmp_path / "eval")
+    message = str(error.value)
+    assert "expects images of shape (28, 28, 1)" in message
+    assert "has images of shape (32, 32, 3)" in message
+    assert not (tmp_path / "eval").exists()
+
+
+def test_wrong_class_count(tmp_path, keras_file, dataset):
+    import dataclasses
+
+    more_classes = dataclasses.replace(dataset, num_classes=10, class_names=tuple("0123456789"))
+    with pytest.raises(ValueError, match="The model predicts 3 classes but data set 'tiny' has 10"):
+        evaluation.evaluate(keras_file, more_classes, tmp_path / "eval")
+
+
+def test_corrupt_truncated_and_missing_models(tmp_path, keras_file, dataset):
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(b"not a zip file at all")
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(keras_file.read_bytes()[: keras_file.stat().st_size // 2])
+    for path in (garbage, truncated):
+        with pytest.raises(ValueError, match="is not a valid .keras file"):
+            evaluation.load_trained_model(path)
+    with pytest.raises(ValueError, match="Model not found"):
+        evaluation.load_trained_model(tmp_path / "missing.keras")
+    with pytest.raises(ValueError, match="is not a SavedModel"):
+        evaluation.load_trained_model(tmp_path)
+    with pytest.raises(ValueError, match="Unknown split. Expected one of"):
+        evaluation.evaluate(keras_file, dataset, tmp_path / "eval", split="dev")
+
+
+def test_sampled_region_outline_hand_computed():
+    identity = visualization.sampled_region_outline(
+        "affine", np.array([[1, 0, 0, 0, 1, 0]]), (4, 4), (4, 4)
+    )
+    corners = {tuple(point) for point in np.round(identity[0], 6)}
+    assert {(0, 0), (3, 0), (3, 3), (0, 3)} <= corners
+    assert identity.shape == (1, 4 * 4 + 1, 2)
+    np.testing.assert_allclose(identity[0, 0], identity[0, -1])  # closed
+    # Attention with scale 0.5 on an 8x8 output: centres at +-7/8 map to
+    # +-7/16, i.e. pixels ((1 -+ 7/16) * 8 - 1) / 2 = 1.75 and 5.25.
+    zoomed = visualization.sampled_region_outline(
+        "attention", np.array([[0.5, 0.0, 0.0]]), (8, 8), (8, 8)
+    )
+    np.testing.assert_allclose(zoomed[0].min(axis=0), [1.75, 1.75], atol=1e-6)
+    np.testing.assert_allclose(zoomed[0].max(axis=0), [5.25, 5.25], atol=1e-6)
+    # A shift by +0.5 (a quarter of the width) moves the outline 2 pixels right.
+    shifted = visualization.sampled_region_outline(
+        "affine", np.array([[1, 0, 0.5, 0, 1, 0]]), (8, 8), (8, 8)
+    )
+    np.testing.assert_allclose(shifted[0, :, 0].min(), 2.0, atol=1e-6)
+
+
+def test_displayable_images():
+    two_channel = np.zeros((1, 2, 2, 2), "float32")
+    two_channel[0, 0, 0, 0] = 1.0
+    two_channel[0, 1, 1, 1] = 1.0
+    shown = visualization.displayable_images(two_channel)
+    np.testing.assert_array_equal(shown[0, 0, 0], [1, 0, 1])  # magenta
+    np.testing.assert_array_equal(shown[0, 1, 1], [0, 1, 0])  # green
+    features = np.arange(2 * 3 * 3 * 5, dtype="float32").reshape(2, 3, 3, 5)
+    shown = visualization.displayable_images(features)
+    assert shown.shape == (2, 3, 3, 1)
+    assert shown.min() == 0.0 and shown.max() == 1.0
