@@ -324,12 +324,12 @@ def make_strategy(name):
     return tf.distribute.MirroredStrategy(devices=cpus)
 
 
-def build_configured_model(config, dataset):
-    """Builds the configured model for ``dataset``'s images and classes."""
+def build_configured_model(config, image_shape, num_classes):
+    """Builds the configured model for images of ``image_shape``."""
     return models.build_model(
         config["model"],
-        dataset.image_shape,
-        dataset.num_classes,
+        image_shape,
+        num_classes,
         transform=config["transform"],
         loc_conv=config["loc_conv"],
         loc_activation=config["loc_activation"],
@@ -483,7 +483,9 @@ def train(config, dataset=None, callbacks=None):
     )
     strategy = make_strategy(config["strategy"])
     with strategy.scope():
-        model = build_configured_model(config, dataset)
+        model = build_configured_model(
+            config, dataset.image_shape, dataset.num_classes
+        )
         model.compile(
             optimizer=make_optimizer(config, steps_per_epoch),
             loss="sparse_categorical_crossentropy",
