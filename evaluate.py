@@ -16,6 +16,7 @@ from stn_keras import training
 
 def build_parser():
     parser = argparse.ArgumentParser(
+        prog="evaluate.py",
         description="Evaluate a .keras model or an exported SavedModel on a "
         "data split: metrics, confusion matrix and transformer pictures.",
     )
@@ -71,6 +72,9 @@ def main(argv=None):
             f"{arguments.batch_size} and {arguments.num_samples}"
         )
     try:
+        trained = evaluation.load_trained_model(
+            arguments.model, arguments.batch_size
+        )
         config = evaluation.data_config_for(
             arguments.model,
             {
@@ -84,7 +88,7 @@ def main(argv=None):
             arguments.model
         )
         metrics = evaluation.evaluate(
-            arguments.model,
+            trained,
             dataset,
             output_dir,
             split=arguments.split,

@@ -38,7 +38,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         description="Train a spatial transformer network (or a baseline) "
         "with model.fit. Settings: defaults < --config FILE < flags.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="train.py",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument(

@@ -331,7 +331,8 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
     """Evaluates a trained model on ``split`` of ``dataset``; writes the reports.
 
     Args:
-        model_path: a ``.keras`` file or an exported SavedModel directory.
+        model_path: a ``.keras`` file or an exported SavedModel directory,
+            or a :class:`TrainedModel` from :func:`load_trained_model`.
         dataset: a loaded data set (``stn_keras.data.load_dataset``).
         output_dir: directory for the reports (created).
         split: ``"train"``, ``"val"`` or ``"test"``.
@@ -347,7 +348,11 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
             f"The {split} split of data set '{dataset.name}' is empty. "
             f"Choose another split of {SPLITS}."
         )
-    trained = load_trained_model(model_path, batch_size)
+    trained = (
+        model_path
+        if isinstance(model_path, TrainedModel)
+        else load_trained_model(model_path, batch_size)
+    )
     check_compatible(trained, dataset, split)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
