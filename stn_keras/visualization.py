@@ -100,6 +100,38 @@ def _show(axis, image):
     axis.set_yticks([])
 
 
+def _draw_outlines(axis, image_size, outlines):
+    """Draws sampled-region outlines over an image already shown on ``axis``.
+
+    The view grows to hold outlines that reach outside the image (the
+    transformer then samples zero padding), shown on a grey background
+    with the image's own border dashed.
+    """
+    height, width = image_size
+    low = np.minimum(np.min([o.min(axis=0) for o in outlines], axis=0), -0.5)
+    high = np.maximum(
+        np.max([o.max(axis=0) for o in outlines], axis=0), [width - 0.5, height - 0.5]
+    )
+    margin = 0.03 * max(high - low)
+    axis.set_facecolor("0.55")
+    axis.plot(
+        [-0.5, width - 0.5, width - 0.5, -0.5, -0.5],
+        [-0.5, -0.5, height - 0.5, height - 0.5, -0.5],
+        color="white",
+        linestyle="--",
+        linewidth=0.8,
+    )
+    for index, outline in enumerate(outlines):
+        axis.plot(
+            outline[:, 0],
+            outline[:, 1],
+            color=OUTLINE_COLORS[index % len(OUTLINE_COLORS)],
+            linewidth=1.5,
+        )
+    axis.set_xlim(low[0] - margin, high[0] + margin)
+    axis.set_ylim(high[1] + margin, low[1] - margin)
+
+
 def plot_confusion_matrix(matrix, class_names, path):
     """Counts and row-normalised confusion matrix side by side.
 
@@ -180,16 +212,7 @@ def plot_transformer_samples(
     for row in range(count):
         _show(axes[row, 0], shown[row])
         _show(axes[row, 1], shown[row])
-        height, width = images.shape[1:3]
-        for index, outline in enumerate(outlines):
-            axes[row, 1].plot(
-                outline[row, :, 0],
-                outline[row, :, 1],
-                color=OUTLINE_COLORS[index % len(OUTLINE_COLORS)],
-                linewidth=1.5,
-            )
-        axes[row, 1].set_xlim(-0.5, width - 0.5)
-        axes[row, 1].set_ylim(height - 0.5, -0.5)
+        _draw_outlines(axes[row, 1], images.shape[1:3], [o[row] for o in outlines])
         for index, (_, outputs) in enumerate(transformed):
             _show(axes[row, 2 + index], displayable_images(outputs[row : row + 1])[0])
         correct = predictions[row] == labels[row]

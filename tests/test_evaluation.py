@@ -222,3 +222,23 @@ def test_displayable_images():
     shown = visualization.displayable_images(features)
     assert shown.shape == (2, 3, 3, 1)
     assert shown.min() == 0.0 and shown.max() == 1.0
+
+
+def test_outline_points_are_where_the_transformer_samples():
+    from scipy import ndimage
+
+    from stn_keras.models import spatial_transformers
+    from stn_keras.models import transformer_model
+
+    model = build_model("st_cnn", (28, 28, 1), 3)
+    regression = spatial_transformers(model)[0].regression
+    theta = np.array([0.6, -0.3, 0.2, 0.25, 0.7, -0.1], "float32")
+    regression.bias.assign(theta)
+    image = np.random.default_rng(4).random((1, 28, 28, 1)).astype("float32")
+    transformed, predicted_theta = transformer_model(model).predict(image, verbose=0)
+    np.testing.assert_allclose(predicted_theta[0], theta, atol=1e-6)
+    outline = visualization.sampled_region_outline("affine", predicted_theta, (28, 28), (28, 28))
+    # The first 28 outline points are the output's top row, left to right.
+    columns, rows = outline[0, :28, 0], outline[0, :28, 1]
+    sampled = ndimage.map_coordinates(image[0, :, :, 0], [rows, columns], order=1, mode="grid-constant")
+    np.testing.assert_allclose(sampled, transformed[0, 0, :, 0], atol=1e-5)
