@@ -158,7 +158,8 @@ def plot_confusion_matrix(matrix, class_names, path):
         axis.set_xlabel("Predicted class")
         axis.set_ylabel("True class")
         ticks = np.arange(num_classes)
-        axis.set_xticks(ticks, labels=class_names, rotation=90)
+        long_names = max(len(str(name)) for name in class_names) > 3
+        axis.set_xticks(ticks, labels=class_names, rotation=90 if long_names else 0)
         axis.set_yticks(ticks, labels=class_names)
         if annotate:
             threshold = values.max() / 2.0 if values.max() > 0 else 1.0
