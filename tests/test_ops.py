@@ -24,17 +24,10 @@ def numpy(tensor):
     return ops.convert_to_numpy(tensor)
 
 
-def torch_reference(images, theta, output_size, padding_mode, align_corners):
-    """torch's affine_grid + grid_sample on NHWC numpy input, NHWC output."""
-    images = torch.tensor(images).permute(0, 3, 1, 2)
-    theta = torch.tensor(theta.reshape(-1, 2, 3))
-    grid = F.affine_grid(
-        theta,
-        (images.shape[0], images.shape[1], *output_size),
-        align_corners=align_corners,
-    )
+def torch_grid_sample(images, grid, padding_mode, align_corners):
+    """torch's grid_sample on NHWC torch tensors, NHWC output."""
     return F.grid_sample(
-        images,
+        images.permute(0, 3, 1, 2),
         grid,
         mode="bilinear",
         padding_mode=padding_mode,
@@ -70,9 +63,13 @@ def test_values_and_gradients_match_torch(align_corners, padding_mode):
     )
     torch_images = torch.tensor(images, requires_grad=True)
     torch_theta = torch.tensor(theta, requires_grad=True)
-    torch_output = torch_reference(
-        torch_images.detach().numpy(), theta, output_size, padding_mode,
-        align_corners,
+    grid = F.affine_grid(
+        torch_theta.reshape(-1, 2, 3),
+        (3, 2, *output_size),
+        align_corners=align_corners,
+    )
+    torch_output = torch_grid_sample(
+        torch_images, grid, padding_mode, align_corners
     )
     sampled = numpy(
         stn_ops.bilinear_sample(
@@ -82,22 +79,8 @@ def test_values_and_gradients_match_torch(align_corners, padding_mode):
             align_corners,
         )
     )
-    np.testing.assert_allclose(sampled, torch_output.numpy(), atol=1e-5)
-
-    grid = F.affine_grid(
-        torch_theta.reshape(-1, 2, 3),
-        (3, 2, *output_size),
-        align_corners=align_corners,
-    )
-    torch_loss = (
-        F.grid_sample(
-            torch_images.permute(0, 3, 1, 2),
-            grid,
-            padding_mode=padding_mode,
-            align_corners=align_corners,
-        ).permute(0, 2, 3, 1)
-        * torch.tensor(weights)
-    ).sum()
+    np.testing.assert_allclose(sampled, torch_output.detach().numpy(), atol=1e-5)
+    torch_loss = (torch_output * torch.tensor(weights)).sum()
     torch_loss.backward()
     np.testing.assert_allclose(value, torch_loss.item(), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(
@@ -124,12 +107,9 @@ def test_grid_gradient_matches_torch_far_outside(align_corners, padding_mode):
 
     _, (grid_gradient,) = value_and_gradients(loss, grid)
     torch_grid = torch.tensor(grid, requires_grad=True)
-    sampled = F.grid_sample(
-        torch.tensor(images).permute(0, 3, 1, 2),
-        torch_grid,
-        padding_mode=padding_mode,
-        align_corners=align_corners,
-    ).permute(0, 2, 3, 1)
+    sampled = torch_grid_sample(
+        torch.tensor(images), torch_grid, padding_mode, align_corners
+    )
     (sampled * torch.tensor(weights)).sum().backward()
     np.testing.assert_allclose(
         numpy(
