@@ -11,11 +11,17 @@ import signal
 import sys
 
 from stn_keras import training
+from stn_keras.models.blocks import LOCALIZATION_ACTIVATIONS
+from stn_keras.models.blocks import LOCALIZATION_CONVOLUTIONS
+from stn_keras.ops import TRANSFORMS
 
 # Flags whose values are keyword mappings, given as repeated KEY=VALUE.
 MAPPING_FLAGS = {"model_options": "model-option", "data_options": "data-option"}
 CHOICES = {
     "model": tuple(training.models.MODELS),
+    "transform": TRANSFORMS,
+    "loc_conv": LOCALIZATION_CONVOLUTIONS,
+    "loc_activation": LOCALIZATION_ACTIVATIONS,
     "optimizer": training.OPTIMIZERS,
     "lr_schedule": training.LR_SCHEDULES,
     "strategy": training.STRATEGIES,

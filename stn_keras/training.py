@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -197,6 +198,12 @@ def validate_config(config):
         _check(isinstance(config[name], bool), name, "true or false", config[name])
     for name in ("model_options", "data_options"):
         _check(isinstance(config[name], dict), name, "a mapping", config[name])
+    models.check_transformer_options(
+        config["model"],
+        config["transform"],
+        config["loc_conv"],
+        config["loc_activation"],
+    )
 
 
 def library_versions():
@@ -560,10 +567,15 @@ def train(config, dataset=None, callbacks=None):
         if validation
         else None
     )
-    previous_handlers = {
-        number: signal.signal(number, _raise_interrupted)
-        for number in (signal.SIGINT, signal.SIGTERM)
-    }
+    # Signal handlers can only be installed from the main thread.
+    previous_handlers = (
+        {
+            number: signal.signal(number, _raise_interrupted)
+            for number in (signal.SIGINT, signal.SIGTERM)
+        }
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
     start = time.perf_counter()
     try:
         history = model.fit(

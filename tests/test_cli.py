@@ -39,6 +39,9 @@ def test_train_help_lists_flags_with_defaults(capsys):
         (["--optimizer", "adagrad"], ["invalid choice: 'adagrad'", "sgd", "rmsprop"]),
         (["--lr-schedule", "linear"], ["invalid choice: 'linear'", "constant", "cosine"]),
         (["--strategy", "tpu"], ["invalid choice: 'tpu'", "default", "mirrored"]),
+        (["--transform", "spline"], ["invalid choice: 'spline'", "affine", "tps"]),
+        (["--loc-conv", "dense"], ["invalid choice: 'dense'", "coordconv"]),
+        (["--model", "cnn", "--transform", "tps"], ["Model 'cnn' has no spatial transformer, so transform does not apply"]),
         (["--epochs", "zero"], "argument --epochs: invalid int value: 'zero'"),
         (["--epochs", "0"], "`epochs` must be an int >= 1. Received: epochs=0"),
         (["--model-option", "filters"], "expected KEY=VALUE, e.g. filters=16"),
@@ -88,3 +91,29 @@ def test_evaluate_corrupt_model_file(tmp_path, capsys):
     code, _, err = run(evaluate.main, ["--model", str(corrupt)], capsys)
     assert code == 2
     assert f"Cannot load model file '{corrupt}': it is not a valid .keras file" in err
+
+
+@pytest.mark.tensorflow_only
+def test_train_then_evaluate_on_digits(tmp_path, capsys):
+    pytest.importorskip("stn_keras.data")
+    run_dir = tmp_path / "run"
+    code, out, err = run(
+        train.main,
+        ["--dataset", "digits", "--distortion", "rts", "--model", "st_cnn",
+         "--epochs", "1", "--optimizer", "adam", "--learning-rate", "0.002",
+         "--verbose", "0", "--output-dir", str(run_dir)],
+        capsys,
+    )
+    assert code == 0, err
+    assert "Device: " in out and "best val_accuracy" in out
+    code, out, err = run(evaluate.main, ["--model", str(run_dir / "saved_model")], capsys)
+    assert code == 0, err
+    metrics = __import__("json").loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert f"/{metrics['num_samples']} (" in out
+    assert metrics["data"]["name"] == "digits" and metrics["data"]["distortion"] == "rts"
+    code, _, err = run(
+        evaluate.main, ["--model", str(run_dir / "model.keras"), "--distortion", "none",
+                        "--image-size", "20"],
+        capsys,
+    )
+    assert code == 2 and "expects images of shape" in err

@@ -2,6 +2,7 @@
 
 from stn_keras.models.registry import MODELS
 from stn_keras.models.registry import build_model
+from stn_keras.models.registry import check_transformer_options
 from stn_keras.models.registry import has_spatial_transformer
 from stn_keras.models.registry import spatial_transformers
 from stn_keras.models.registry import transformer_model

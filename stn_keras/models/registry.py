@@ -44,6 +44,47 @@ def _check_choice(name, value, choices):
         )
 
 
+def check_transformer_options(name, transform, loc_conv, loc_activation):
+    """Validates the transformer options of model ``name``.
+
+    Returns:
+        The options that were given (not ``None``), as a dict.
+
+    Raises:
+        ValueError: an unknown model or option value, or an option given
+            to a model without a spatial transformer.
+    """
+    given = {
+        key: value
+        for key, value in (
+            ("transform", transform),
+            ("loc_conv", loc_conv),
+            ("loc_activation", loc_activation),
+        )
+        if value is not None
+    }
+    if has_spatial_transformer(name):
+        _check_choice("transform", given.get("transform", "affine"), TRANSFORMS)
+        _check_choice(
+            "loc_conv",
+            given.get("loc_conv", "conv"),
+            blocks.LOCALIZATION_CONVOLUTIONS,
+        )
+        _check_choice(
+            "loc_activation",
+            given.get("loc_activation", "relu"),
+            blocks.LOCALIZATION_ACTIVATIONS,
+        )
+    elif given:
+        raise ValueError(
+            f"Model '{name}' has no spatial transformer, so "
+            f"{', '.join(sorted(given))} does not apply. Use one of "
+            f"{tuple(n for n in MODELS if has_spatial_transformer(n))} or "
+            f"leave it unset. Received: {given}"
+        )
+    return given
+
+
 def build_model(
     name,
     input_shape,
@@ -94,31 +135,7 @@ def build_model(
         raise ValueError(
             f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
         )
-    transformer_options = {
-        "transform": transform,
-        "loc_conv": loc_conv,
-        "loc_activation": loc_activation,
-    }
-    given = {key: value for key, value in transformer_options.items() if value}
-    if has_spatial_transformer(name):
-        _check_choice("transform", given.get("transform", "affine"), TRANSFORMS)
-        _check_choice(
-            "loc_conv",
-            given.get("loc_conv", "conv"),
-            blocks.LOCALIZATION_CONVOLUTIONS,
-        )
-        _check_choice(
-            "loc_activation",
-            given.get("loc_activation", "relu"),
-            blocks.LOCALIZATION_ACTIVATIONS,
-        )
-    elif given:
-        raise ValueError(
-            f"Model '{name}' has no spatial transformer, so "
-            f"{', '.join(sorted(given))} does not apply. Use one of "
-            f"{tuple(n for n in MODELS if has_spatial_transformer(n))} or "
-            f"leave it unset. Received: {given}"
-        )
+    given = check_transformer_options(name, transform, loc_conv, loc_activation)
     accepted = [
         parameter
         for parameter in inspect.signature(builder).parameters
