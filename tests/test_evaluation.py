@@ -98,6 +98,7 @@ def test_evaluate_writes_reports_that_agree_with_a_direct_computation(
     assert written["accuracy"] == pytest.approx(np.mean(predictions == dataset.y_test))
     assert written["error_percent"] == pytest.approx(100 * (1 - written["accuracy"]))
     loss = keras.losses.sparse_categorical_crossentropy(dataset.y_test, probabilities)
+    loss = keras.ops.convert_to_numpy(loss)
     assert written["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-4)
     for index, name in enumerate(dataset.class_names):
         of_class = dataset.y_test == index
