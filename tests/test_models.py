@@ -81,10 +81,19 @@ def test_identity_initialised_transformer_passes_the_input_through():
 
 
 def test_transformer_model_returns_each_transformer_in_order():
-    model = build_model("st_idsia", (32, 32, 3), 43)
+    # Narrow layers: the structure matters here, not the capacity.
+    model = build_model(
+        "st_idsia",
+        (32, 32, 3),
+        43,
+        filters=(4, 6, 8),
+        dense_units=8,
+        input_localization=(4, 4, 4),
+        feature_localization=(4, 4, 4),
+    )
     sub_model = transformer_model(model)
     shapes_out = [tuple(output.shape) for output in sub_model.outputs]
-    assert shapes_out == [(None, 32, 32, 3), (None, 6), (None, 5, 5, 200), (None, 6)]
+    assert shapes_out == [(None, 32, 32, 3), (None, 6), (None, 5, 5, 6), (None, 6)]
     assert [layer.name for layer in spatial_transformers(model)] == [
         "transformer_1",
         "transformer_2",
