@@ -52,7 +52,7 @@ def build_parser():
     )
     for name, (default, help_text) in training.OPTIONS.items():
         flag = "--" + name.replace("_", "-")
-        text = f"{help_text} (default: {default})"
+        text = help_text if default is None else f"{help_text} (default: {default})"
         if name in MAPPING_FLAGS:
             parser.add_argument(
                 "--" + MAPPING_FLAGS[name],

@@ -39,16 +39,20 @@ STRATEGIES = ("default", "mirrored")
 # --help is built from these).
 OPTIONS = {
     "dataset": ("digits", "data set name (stn_keras.data.DATASETS)"),
-    "distortion": (None, "distortion of the images (stn_keras.data.DISTORTIONS)"),
-    "model": ("st_cnn", f"model name, one of {tuple(models.MODELS)}"),
+    "distortion": (
+        None,
+        "distortion of the images (stn_keras.data.DISTORTIONS); unset or "
+        "'none': undistorted",
+    ),
+    "model": ("st_cnn", "model name (see docs/TRAINING.md)"),
     "transform": (None, "transformer's transform; unset means affine"),
-    "loc_conv": (None, "localisation convolutions: conv or coordconv"),
-    "loc_activation": (None, "localisation activation: relu or leaky_relu"),
+    "loc_conv": (None, "localisation net convolutions; unset means conv"),
+    "loc_activation": (None, "localisation net activation; unset means relu"),
     "model_options": ({}, "extra keyword arguments of the model builder"),
     "data_options": ({}, "extra keyword arguments of load_dataset"),
     "epochs": (10, "number of epochs"),
     "batch_size": (64, "images per training step (global, over all devices)"),
-    "optimizer": ("sgd", f"one of {OPTIMIZERS}"),
+    "optimizer": ("sgd", "optimizer"),
     "learning_rate": (0.01, "base learning rate"),
     "momentum": (0.0, "momentum of sgd and rmsprop"),
     "lr_schedule": (
@@ -64,13 +68,26 @@ OPTIONS = {
         "(0: never)",
     ),
     "seed": (0, "seed of the data split, initialisation and shuffling"),
-    "data_dir": (None, "data directory (default: STN_DATA_DIR or the cache)"),
+    "data_dir": (
+        None,
+        "data directory; unset: STN_DATA_DIR or the data layer's default",
+    ),
     "output_dir": ("runs/run", "run directory"),
-    "val_size": (None, "validation images held out of training (data default)"),
-    "image_size": (None, "resize images to this size (data default)"),
+    "val_size": (
+        None,
+        "validation images held out of training; unset: the data layer's "
+        "default",
+    ),
+    "image_size": (
+        None, "resize images to this size; unset: the data set's own size"
+    ),
     "mixed_precision": (False, "compute in float16 (GPU) or bfloat16 (CPU)"),
     "jit_compile": (False, "compile the train step with XLA"),
-    "strategy": ("default", f"one of {STRATEGIES}"),
+    "strategy": (
+        "default",
+        "default (one device) or mirrored (all local GPUs, or all logical "
+        "CPUs when there is none)",
+    ),
     "tensorboard_images": (8, "validation images shown in TensorBoard"),
     "resume": (False, "continue the interrupted run in output_dir"),
     "verbose": (1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch"),
