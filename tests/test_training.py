@@ -283,3 +283,16 @@ def test_mixed_precision_and_jit_compile_train(tmp_path):
     assert saved["mixed_precision_policy"] == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
     assert np.isfinite(result.best_val_accuracy)
+
+
+@pytest.mark.tensorflow_only
+def test_tensorboard_gets_the_transformer_output_every_epoch(finished_run):
+    pytest.importorskip("tensorboard")
+    import tensorflow as tf
+
+    steps = {}
+    for path in (finished_run.run_dir / "logs" / "transformer").glob("events*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    assert steps == {"inputs": [0], "transformer": [1, 2, 3, 4]}
