@@ -413,19 +413,25 @@ def saved_run_config(run_dir):
 
 def _prepare_run_dir(run_dir, resume):
     backup_dir = run_dir / "backup"
+    has_backup = (backup_dir / "state.json").is_file()
+    finished = (run_dir / "model.keras").exists() and not has_backup
     if resume:
-        if not (backup_dir / "state.json").is_file():
+        if not has_backup:
+            reason = (
+                "the run finished"
+                if finished
+                else "it never completed an epoch; start it again without --resume"
+            )
             raise ValueError(
-                f"Nothing to resume in '{run_dir}': it has no backup (the run "
-                "finished, or never completed an epoch). Start a new run "
-                "without --resume."
+                f"Nothing to resume in '{run_dir}': it has no backup ({reason})."
             )
         return
-    if (run_dir / "config.json").exists():
+    if has_backup or finished:
         raise ValueError(
             f"Run directory '{run_dir}' already holds a run. Pass --resume to "
             "continue an interrupted run, or choose another --output-dir."
         )
+    # A run killed before its first epoch left nothing worth keeping.
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -456,6 +462,75 @@ def _best_from_history(history_path, monitor):
                 if best is None or value > best:
                     best, best_epoch = value, int(row["epoch"]) + 1
     return best, best_epoch
+
+
+def _write_run_config(run_dir, config, dataset, model, policy, device, strategy):
+    """Writes ``config.json``: settings, versions, data identity, model size."""
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "config": config,
+                "versions": library_versions(),
+                "data": dataset.source,
+                "image_shape": list(dataset.image_shape),
+                "num_classes": dataset.num_classes,
+                "class_names": list(dataset.class_names),
+                "num_parameters": model.count_params(),
+                "mixed_precision_policy": policy,
+                "device": device,
+                "num_replicas": strategy.num_replicas_in_sync,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+
+
+def _make_callbacks(config, run_dir, model, dataset, monitor, backup, extra):
+    """The run's callbacks; ``backup`` last, after ``extra``."""
+    history_path = run_dir / "history.csv"
+    best_so_far, _ = _best_from_history(history_path, monitor)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            run_dir / "model.keras",
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        ),
+        keras.callbacks.CSVLogger(history_path, append=config["resume"]),
+    ]
+    if tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(run_dir / "logs"))
+        if (
+            len(dataset.x_val)
+            and config["tensorboard_images"]
+            and models.spatial_transformers(model)
+        ):
+            callbacks.append(
+                TransformerImages(
+                    run_dir / "logs" / "transformer",
+                    as_float_images(dataset.x_val[: config["tensorboard_images"]]),
+                )
+            )
+    else:
+        logger.warning(
+            "The tensorboard package is not installed: no TensorBoard logs "
+            "(pip install tensorboard)."
+        )
+    if config["early_stopping_patience"]:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                mode="max",
+                patience=config["early_stopping_patience"],
+            )
+        )
+    # The backup commits last, so an epoch is either fully recorded (history
+    # row, best model, backup) or redone on resume.
+    callbacks.extend(extra or [])
+    callbacks.append(backup)
+    return callbacks
 
 
 def train(config, dataset=None, callbacks=None):
@@ -517,68 +592,13 @@ def train(config, dataset=None, callbacks=None):
             jit_compile=config["jit_compile"],
         )
     if not config["resume"]:
-        (run_dir / "config.json").write_text(
-            json.dumps(
-                {
-                    "config": config,
-                    "versions": library_versions(),
-                    "data": dataset.source,
-                    "image_shape": list(dataset.image_shape),
-                    "num_classes": dataset.num_classes,
-                    "class_names": list(dataset.class_names),
-                    "num_parameters": model.count_params(),
-                    "mixed_precision_policy": policy,
-                    "device": device,
-                    "num_replicas": strategy.num_replicas_in_sync,
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        _write_run_config(run_dir, config, dataset, model, policy, device, strategy)
     history_path = run_dir / "history.csv"
     if config["resume"]:
         _truncate_history(history_path, first_epoch)
-    best_so_far, _ = _best_from_history(history_path, monitor)
-    extra_callbacks = list(callbacks or [])
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(
-            run_dir / "model.keras",
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_so_far,
-        ),
-        keras.callbacks.CSVLogger(history_path, append=config["resume"]),
-    ]
-    if tensorboard_available():
-        callbacks.append(keras.callbacks.TensorBoard(run_dir / "logs"))
-    else:
-        logger.warning(
-            "The tensorboard package is not installed: no TensorBoard logs "
-            "(pip install tensorboard)."
-        )
-    if (
-        tensorboard_available()
-        and validation
-        and config["tensorboard_images"]
-        and models.spatial_transformers(model)
-    ):
-        callbacks.append(
-            TransformerImages(
-                run_dir / "logs" / "transformer",
-                as_float_images(dataset.x_val[: config["tensorboard_images"]]),
-            )
-        )
-    if config["early_stopping_patience"]:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, mode="max", patience=config["early_stopping_patience"]
-            )
-        )
-    # The backup commits last, so an epoch is either fully recorded (history
-    # row, best model, backup) or redone on resume.
-    callbacks.extend(extra_callbacks)
-    callbacks.append(backup)
+    callbacks = _make_callbacks(
+        config, run_dir, model, dataset, monitor, backup, callbacks
+    )
     validation_data = (
         (as_float_images(dataset.x_val), np.asarray(dataset.y_val, "int64"))
         if validation
