@@ -20,6 +20,7 @@ DEMO_SETTINGS = {
     "model": "st_cnn",
     "optimizer": "adam",
     "learning_rate": 0.002,
+    "lr_schedule": "cosine",
     "batch_size": 32,
     "epochs": 20,
     "verbose": 2,
