@@ -45,7 +45,9 @@ def build_parser():
         "--seed", type=int, help="data split seed (default: the run's, or 0)"
     )
     parser.add_argument(
-        "--val-size", type=int, help="validation size (default: the run's)"
+        "--val-size",
+        type=training.count_or_fraction,
+        help="validation images, a count or a fraction (default: the run's)",
     )
     parser.add_argument(
         "--image-size", type=int, help="image size (default: the run's)"
@@ -95,7 +97,8 @@ def main(argv=None):
             batch_size=arguments.batch_size,
             num_samples=arguments.num_samples,
         )
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
+        # Missing data raises the data layer's FileNotFoundError: shown as is.
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(evaluation.format_report(metrics, dataset.class_names))
     print(f"Reports written to {output_dir}")

@@ -68,7 +68,9 @@ def build_parser():
             )
         else:
             value_type = {int: int, float: float}.get(type(default), str)
-            if name in ("val_size", "image_size"):
+            if name == "val_size":
+                value_type = training.count_or_fraction
+            elif name == "image_size":
                 value_type = int
             parser.add_argument(
                 flag,
@@ -102,7 +104,8 @@ def main(argv=None):
                 "resume": True,
             }
         result = training.train(config)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
+        # Missing data raises the data layer's FileNotFoundError: shown as is.
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except training.TrainingInterrupted as interruption:
         number = getattr(signal, str(interruption), signal.SIGINT)

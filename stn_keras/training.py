@@ -75,8 +75,8 @@ OPTIONS = {
     "output_dir": ("runs/run", "run directory"),
     "val_size": (
         None,
-        "validation images held out of training; unset: the data layer's "
-        "default",
+        "validation images held out of training, a count or a fraction; "
+        "unset: the data layer's default",
     ),
     "image_size": (
         None, "resize images to this size; unset: the data set's own size"
@@ -93,6 +93,20 @@ OPTIONS = {
     "verbose": (1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch"),
 }
 DEFAULTS = {name: default for name, (default, _) in OPTIONS.items()}
+
+
+def count_or_fraction(text):
+    """Command-line ``--val-size``: ``"500"`` -> 500 images, ``"0.1"`` -> 10%."""
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            "expected an image count (e.g. 5000) or a fraction (e.g. 0.1). "
+            f"Received: {text!r}"
+        ) from None
 
 
 def read_config_file(path):
@@ -431,8 +445,6 @@ def _prepare_run_dir(run_dir, resume):
             f"Run directory '{run_dir}' already holds a run. Pass --resume to "
             "continue an interrupted run, or choose another --output-dir."
         )
-    # A run killed before its first epoch left nothing worth keeping.
-    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _truncate_history(history_path, num_epochs):
@@ -592,6 +604,8 @@ def train(config, dataset=None, callbacks=None):
             jit_compile=config["jit_compile"],
         )
     if not config["resume"]:
+        # A run killed before its first epoch left nothing worth keeping.
+        run_dir.mkdir(parents=True, exist_ok=True)
         _write_run_config(run_dir, config, dataset, model, policy, device, strategy)
     history_path = run_dir / "history.csv"
     if config["resume"]:

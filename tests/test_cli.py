@@ -42,6 +42,7 @@ def test_train_help_lists_flags_with_defaults(capsys):
         (["--transform", "spline"], ["invalid choice: 'spline'", "affine", "tps"]),
         (["--loc-conv", "dense"], ["invalid choice: 'dense'", "coordconv"]),
         (["--model", "cnn", "--transform", "tps"], ["Model 'cnn' has no spatial transformer, so transform does not apply"]),
+        (["--val-size", "ten"], "argument --val-size: invalid count_or_fraction value: 'ten'"),
         (["--epochs", "zero"], "argument --epochs: invalid int value: 'zero'"),
         (["--epochs", "0"], "`epochs` must be an int >= 1. Received: epochs=0"),
         (["--model-option", "filters"], "expected KEY=VALUE, e.g. filters=16"),
@@ -117,3 +118,18 @@ def test_train_then_evaluate_on_digits(tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "expects images of shape" in err
+
+
+def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
+    from stn_keras import training
+
+    def missing(config):
+        raise FileNotFoundError("Data set 'gtsrb' is incomplete. Looked for X in: Y.")
+
+    monkeypatch.setattr(training, "load_data", missing)
+    code, _, err = run(
+        train.main, ["--dataset", "gtsrb", "--output-dir", str(tmp_path / "run")], capsys
+    )
+    assert code == 2
+    assert err.strip().endswith("train.py: error: Data set 'gtsrb' is incomplete. Looked for X in: Y.")
+    assert not (tmp_path / "run").exists()
