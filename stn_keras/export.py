@@ -405,7 +405,10 @@ def transformer_outputs(model, transformers, images):
         # model's input to the input of the next level.
         for level, enclosing in enumerate(path):
             target = path[level + 1] if level + 1 < len(path) else layer
-            layer_input = keras.Model(enclosing.inputs, target.input)(
+            # The tensor that fed the target's first call; for a nested
+            # model, `Model.input` would be that model's own Input instead.
+            target_input = keras.Operation.input.fget(target)
+            layer_input = keras.Model(enclosing.inputs, target_input)(
                 layer_input, training=False
             )
         # The layer computes theta only when asked to return it; asking while
