@@ -139,13 +139,17 @@ class ServerProcess:
         self.process.send_signal(signal.SIGTERM)
 
     def stop(self, timeout_s=30):
-        """Terminates the server and returns its exit code."""
+        """Terminates the server; returns whether it shut down cleanly.
+
+        Uvicorn finishes the requests in flight, then re-raises SIGTERM, so
+        a clean exit is code 0 or death by SIGTERM; a kill after
+        ``timeout_s`` is not.
+        """
         if self.process.poll() is None:
             self.terminate()
         try:
-            return self.process.wait(timeout_s)
+            return self.process.wait(timeout_s) in (0, -signal.SIGTERM)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            return self.process.wait()
-        finally:
-            self.log.close()
+            self.process.wait()
+            return False
