@@ -1,17 +1,9 @@
-"""Helpers shared by test_export.py and test_serving.py: tiny models, encoded images, a server process."""
+"""Helpers shared by test_export.py and test_serving.py: tiny models and encoded images."""
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 
 import numpy as np
 
-REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = ["zero", "one", "two"]
 
 
@@ -83,73 +75,3 @@ def encode_image(pixels, image_format):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, image_format)
     return buffer.getvalue()
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ServerProcess:
-    """``serve.py`` run as a subprocess on a free loopback port.
-
-    Args:
-        arguments: arguments of serve.py after ``--host`` and ``--port``.
-        ready_model: a model name whose status URL answers once it is up.
-    """
-
-    def __init__(self, arguments, ready_model, startup_timeout_s=120):
-        import httpx
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile(mode="a+b")
-        environment = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.join(REPOSITORY_ROOT, "serve.py"),
-             "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning", *arguments],
-            cwd=REPOSITORY_ROOT,
-            env=environment,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError("serve.py exited while starting:\n" + self.output())
-            try:
-                if httpx.get(f"{self.url}/v1/models/{ready_model}", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"serve.py did not answer within {startup_timeout_s} s")
-            time.sleep(0.2)
-
-    def output(self):
-        """What the server printed so far."""
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def terminate(self):
-        """Sends SIGTERM."""
-        self.process.send_signal(signal.SIGTERM)
-
-    def stop(self, timeout_s=30):
-        """Terminates the server; returns whether it shut down cleanly.
-
-        Uvicorn finishes the requests in flight, then re-raises SIGTERM, so
-        a clean exit is code 0 or death by SIGTERM; a kill after
-        ``timeout_s`` is not.
-        """
-        if self.process.poll() is None:
-            self.terminate()
-        try:
-            return self.process.wait(timeout_s) in (0, -signal.SIGTERM)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return False

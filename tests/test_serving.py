@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from serving_helpers import CLASS_NAMES
-from serving_helpers import ServerProcess
 from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
 from serving_helpers import random_images
+from stn_keras.serving.server_process import ServerProcess
 
 ATOL = 1e-6
 MAX_BATCH_SIZE = 16
