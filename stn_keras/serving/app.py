@@ -23,6 +23,13 @@ DEFAULT_NUM_THREADS = 4
 # that the client, still sending, receives the 413 answer; beyond it the
 # connection is answered at once.
 DRAIN_FACTOR = 4
+# Lines TensorFlow wraps a graph error message in; they name graph nodes only.
+TENSORFLOW_ERROR_FRAMING = (
+    "Graph execution error",
+    "Detected at node",
+    "<stack traces",
+    "[[",
+)
 
 PREDICT_REQUEST_SCHEMA = {
     "type": "object",
@@ -217,8 +224,8 @@ def create_app(
 
 
 async def _read_body(request, max_body_bytes):
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > DRAIN_FACTOR * max_body_bytes):
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_FACTOR * max_body_bytes:
         raise ServingError(
             413,
             f"The request body of {declared} bytes exceeds the limit of "
@@ -253,7 +260,7 @@ def _model_error(error):
             line.strip()
             for line in str(error.message).splitlines()
             if line.strip()
-            and not line.strip().startswith(("Graph execution error", "Detected at node", "<stack traces", "[["))
+            and not line.strip().startswith(TENSORFLOW_ERROR_FRAMING)
         ]
         return ServingError(400, "Invalid input: " + " ".join(lines))
     logger.exception("Model call failed", exc_info=error)
