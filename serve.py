@@ -82,6 +82,10 @@ def parse_arguments(argv=None):
         "--num-threads", type=int, default=serving_app.DEFAULT_NUM_THREADS,
         help="threads running model calls",
     )
+    parser.add_argument(
+        "--num-batch-threads", type=int, default=serving_app.DEFAULT_NUM_BATCH_THREADS,
+        help="batches of one signature that may run at once",
+    )
     parser.add_argument("--log-level", default="info", help="logging level")
     return parser.parse_args(argv)
 
@@ -107,6 +111,7 @@ def main(argv=None):
         max_body_bytes=arguments.max_body_bytes,
         enable_batching=arguments.batching,
         num_threads=arguments.num_threads,
+        num_batch_threads=arguments.num_batch_threads,
     )
     logger.info(
         "Serving %s on http://%s:%d (batching %s, max batch %d, timeout %g ms)",

@@ -148,12 +148,11 @@ def timed_calls(call, images, max_requests, time_limit_s):
     return summary(latencies, time.perf_counter() - started)
 
 
-def images_per_second(call, images, batch_size=32):
-    """Throughput of ``call`` over all images in batches of ``batch_size``."""
-    call(images[:batch_size])
+def images_per_second(call_all, images):
+    """Throughput of ``call_all`` over all images, after a warm-up call."""
+    call_all(images)
     started = time.perf_counter()
-    for start in range(0, len(images), batch_size):
-        call(images[start : start + batch_size])
+    call_all(images)
     return len(images) / (time.perf_counter() - started)
 
 
@@ -164,10 +163,14 @@ def in_process_ceiling(model, export_dir, images, max_requests, time_limit_s):
     signature = tf.saved_model.load(export_dir).signatures["serving_default"]
 
     def predict(batch):
-        return model.predict(batch, verbose=0)
+        return model.predict(batch, batch_size=32, verbose=0)
 
     def call_signature(batch):
         return signature(images=tf.constant(batch))
+
+    def call_signature_in_batches(all_images):
+        for start in range(0, len(all_images), 32):
+            call_signature(all_images[start : start + 32])
 
     return {
         "model.predict, one image per call": timed_calls(predict, images, max_requests, time_limit_s),
@@ -175,7 +178,9 @@ def in_process_ceiling(model, export_dir, images, max_requests, time_limit_s):
         "SavedModel serving_default, one image per call": timed_calls(
             call_signature, images, max_requests, time_limit_s
         ),
-        "SavedModel serving_default, batches of 32": images_per_second(call_signature, images),
+        "SavedModel serving_default, batches of 32": images_per_second(
+            call_signature_in_batches, images
+        ),
     }
 
 
@@ -196,6 +201,7 @@ def main(argv=None):
     parser.add_argument("--images", type=int, default=256, help="distinct random images per model")
     parser.add_argument("--batch-timeout-ms", type=float, default=2.0, help="serve.py batching wait")
     parser.add_argument("--max-batch-size", type=int, default=32, help="serve.py largest batch")
+    parser.add_argument("--num-batch-threads", type=int, default=2, help="serve.py batches at once")
     parser.add_argument("--output", help="also write the results as JSON here")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(message)s")
@@ -235,6 +241,7 @@ def main(argv=None):
                     "--batching" if batching else "--no-batching",
                     "--max-batch-size", str(arguments.max_batch_size),
                     "--batch-timeout-ms", str(arguments.batch_timeout_ms),
+                    "--num-batch-threads", str(arguments.num_batch_threads),
                 ],
                 ready_model=next(iter(models)),
             )

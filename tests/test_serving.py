@@ -331,14 +331,14 @@ class FakeModel:
         return {"y": inputs["x"] * 2.0}
 
 
-def run_batcher(requests, max_batch_size=8, batch_timeout_s=0.05):
+def run_batcher(requests, max_batch_size=8, batch_timeout_s=0.05, model=None, max_concurrent_batches=1):
     from stn_keras.serving.batcher import Batcher
 
-    model = FakeModel()
+    model = model or FakeModel()
 
     async def main():
-        with concurrent.futures.ThreadPoolExecutor(1) as executor:
-            batcher = Batcher(model, max_batch_size, batch_timeout_s, executor)
+        with concurrent.futures.ThreadPoolExecutor(2) as executor:
+            batcher = Batcher(model, max_batch_size, batch_timeout_s, executor, max_concurrent_batches)
             results = await asyncio.gather(
                 *(batcher.submit({"x": x}, len(x)) for x in requests), return_exceptions=True
             )
@@ -371,6 +371,39 @@ def test_batcher_isolates_a_failing_request():
     assert isinstance(results[1], ValueError)
     np.testing.assert_array_equal(results[0]["y"], [[2.0]])
     np.testing.assert_array_equal(results[2]["y"], [[6.0], [6.0]])
+
+
+class SlowModel(FakeModel):
+    """Takes 0.2 s per call and records how many calls overlap."""
+
+    def __init__(self):
+        super().__init__()
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, inputs):
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return super().__call__(inputs)
+
+
+@pytest.mark.parametrize("max_concurrent_batches", [1, 2])
+def test_batcher_runs_at_most_the_allowed_batches_at_once(max_concurrent_batches):
+    model = SlowModel()
+    requests = [np.full((4, 1), index, "float32") for index in range(4)]
+    calls, results = run_batcher(
+        requests, max_batch_size=4, batch_timeout_s=0.0, model=model,
+        max_concurrent_batches=max_concurrent_batches,
+    )
+    assert calls == [4, 4, 4, 4]
+    assert model.most_running == max_concurrent_batches
+    for request, result in zip(requests, results):
+        np.testing.assert_array_equal(result["y"], request * 2.0)
 
 
 def test_batcher_without_wait_runs_requests_as_they_come():

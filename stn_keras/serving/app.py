@@ -19,6 +19,7 @@ DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_BATCH_TIMEOUT_MS = 2.0
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_NUM_THREADS = 4
+DEFAULT_NUM_BATCH_THREADS = 2
 # An oversized body is read and discarded up to this many times the limit so
 # that the client, still sending, receives the 413 answer; beyond it the
 # connection is answered at once.
@@ -58,6 +59,7 @@ def create_app(
     max_body_bytes=DEFAULT_MAX_BODY_BYTES,
     enable_batching=True,
     num_threads=DEFAULT_NUM_THREADS,
+    num_batch_threads=DEFAULT_NUM_BATCH_THREADS,
 ):
     """Builds the serving application and loads its models.
 
@@ -77,6 +79,7 @@ def create_app(
         max_body_bytes: the largest request body accepted (413 beyond).
         enable_batching: merge concurrent requests into one model call.
         num_threads: threads running model calls.
+        num_batch_threads: batches of one signature that may run at once.
 
     Returns:
         A ``fastapi.FastAPI`` application.
@@ -88,6 +91,7 @@ def create_app(
         ("max_batch_size", max_batch_size),
         ("max_body_bytes", max_body_bytes),
         ("num_threads", num_threads),
+        ("num_batch_threads", num_batch_threads),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
@@ -112,6 +116,7 @@ def create_app(
                 max_batch_size,
                 batch_timeout_ms / 1000.0,
                 executor,
+                num_batch_threads,
             )
         return batchers[key]
 

@@ -30,10 +30,11 @@ class Batcher:
     ``batch_timeout_s`` join it while the batch holds at most
     ``max_batch_size`` instances. The batch is concatenated on axis 0, run
     in ``executor`` with one call of ``run`` and the outputs split back, so
-    every request gets exactly the rows of its own instances. One batch runs
-    at a time; requests arriving meanwhile form the next. When a batched
-    call fails, each of its requests is run alone so that only the faulty
-    one gets the error.
+    every request gets exactly the rows of its own instances. At most
+    ``max_concurrent_batches`` batches run at a time (TensorFlow Serving's
+    ``num_batch_threads``); requests arriving meanwhile form the next. When
+    a batched call fails, each of its requests is run alone so that only
+    the faulty one gets the error.
 
     Args:
         run: function mapping a dict of input arrays to a dict of output
@@ -42,9 +43,12 @@ class Batcher:
         batch_timeout_s: how long the first request of a batch waits for
             others, in seconds.
         executor: the `concurrent.futures.Executor` running ``run``.
+        max_concurrent_batches: how many batches may run at once.
     """
 
-    def __init__(self, run, max_batch_size, batch_timeout_s, executor):
+    def __init__(
+        self, run, max_batch_size, batch_timeout_s, executor, max_concurrent_batches=1
+    ):
         self._run = run
         self._max_batch_size = max_batch_size
         self._batch_timeout_s = batch_timeout_s
@@ -52,6 +56,8 @@ class Batcher:
         self._queue = None
         self._worker = None
         self._deferred = []
+        self._max_concurrent_batches = max_concurrent_batches
+        self._running = set()
 
     async def submit(self, inputs, batch_size):
         """Queues one request and waits for its outputs.
@@ -95,7 +101,11 @@ class Batcher:
 
     async def _serve(self):
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self._max_concurrent_batches)
         while True:
+            # Collect the next batch only once it can run, so that requests
+            # arriving while all slots are busy make larger batches.
+            await slots.acquire()
             first = await self._next_task(None)
             batch = [first]
             size = first.batch_size
@@ -117,7 +127,10 @@ class Batcher:
                 batch.append(task)
                 size += task.batch_size
             self._deferred = deferred + self._deferred
-            await self._run_batch(batch)
+            running = loop.create_task(self._run_batch(batch))
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
+            running.add_done_callback(lambda _: slots.release())
 
     async def _run_batch(self, batch):
         loop = asyncio.get_running_loop()
