@@ -14,13 +14,7 @@ from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
 from serving_helpers import random_images
 
-pytestmark = [
-    pytest.mark.tensorflow_only,
-    pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow",
-        reason="SavedModel export needs the TensorFlow backend",
-    ),
-]
+pytestmark = pytest.mark.tensorflow_only
 
 # float32 results of the same graph on the same inputs, batched differently.
 ATOL = 1e-6

@@ -25,8 +25,6 @@ MAX_BODY_BYTES = 400_000
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("serving loads SavedModels, which needs TensorFlow")
     from stn_keras.export import export_saved_model
 
     root = tmp_path_factory.mktemp("models")
@@ -427,8 +425,6 @@ def test_model_names_from_arguments():
 
 @pytest.mark.tensorflow_only
 def test_missing_saved_model_is_reported(tmp_path):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("needs TensorFlow")
     from stn_keras.serving import ServedModel
 
     with pytest.raises(ValueError, match="No SavedModel found in"):
