@@ -293,6 +293,37 @@ def test_concurrent_burst_has_no_error_and_no_mismatch(server, exported):
 
 
 @pytest.mark.tensorflow_only
+def test_bad_image_among_concurrent_requests_fails_alone(server, exported):
+    import httpx
+    import tensorflow as tf
+
+    encoded = encoded_images() * 3
+    bad_index = 5
+    encoded[bad_index] = b"not an image"
+    loaded = tf.saved_model.load(str(exported["mnist"][1] / "1"))
+
+    def send(index):
+        with httpx.Client(base_url=server.url, timeout=60) as session:
+            return session.post(
+                "/v1/models/mnist:predict",
+                json={"signature_name": "predict_bytes", "instances": [b64(encoded[index])]},
+            )
+
+    with concurrent.futures.ThreadPoolExecutor(len(encoded)) as pool:
+        answers = list(pool.map(send, range(len(encoded))))
+    for index, answer in enumerate(answers):
+        if index == bad_index:
+            assert answer.status_code == 400
+            assert "Unknown image file format" in answer.json()["error"]
+            continue
+        assert answer.status_code == 200, answer.text
+        expected = loaded.signatures["predict_bytes"](image_bytes=tf.constant(encoded[index : index + 1]))
+        np.testing.assert_allclose(
+            answer.json()["predictions"][0]["probabilities"], expected["probabilities"].numpy()[0], atol=ATOL
+        )
+
+
+@pytest.mark.tensorflow_only
 def test_sigterm_finishes_the_request_in_flight(exported):
     import httpx
 
