@@ -129,7 +129,7 @@ def reference_image(encoded, size, channels):
     from PIL import Image
 
     image = Image.open(__import__("io").BytesIO(encoded))
-    image = image.convert("RGB" if image.mode not in ("L", "I;16", "I") else "L")
+    image = image.convert("L" if image.mode in ("L", "LA") else "RGB")
     pixels = np.asarray(image).astype("float32") / 255.0
     if pixels.ndim == 2:
         pixels = pixels[..., None]
@@ -152,6 +152,8 @@ def reference_image(encoded, size, channels):
     [
         ("PNG", (20, 13, 3), 1e-5),
         ("PNG", (28, 28), 1e-6),
+        ("PNG", (12, 16, 4), 1e-5),
+        ("PNG", (15, 11, 2), 1e-5),
         ("BMP", (17, 21, 3), 1e-5),
         ("GIF", (19, 24), 1e-5),
         ("PPM", (22, 9, 3), 1e-5),
