@@ -4,8 +4,9 @@ For an MNIST-sized ST-CNN (28x28x1, 10 classes) and a GTSRB-sized ST-CNN
 (48x48x3, 43 classes), both with untrained random weights (throughput does
 not depend on the weights), this exports SavedModels, starts serve.py on
 127.0.0.1 with batching off and on, and sends batch-1 ``:predict`` requests
-from 1, 8 and 32 client threads, each level bounded by a request count and a
-time limit. The ceiling is the same model called in-process on the same images, without
+(float32 images as JSON numbers) from 1, 8 and 32 client threads, and the
+same images as base64 PNG to the ``predict_bytes`` signature from 8 threads,
+each level bounded by a request count and a time limit. The ceiling is the same model called in-process on the same images, without
 HTTP: ``model.predict`` and the exported ``serving_default`` signature, one
 image per call and in batches of 32.
 
@@ -15,7 +16,9 @@ Prints a Markdown table (and writes JSON with --output).
 """
 
 import argparse
+import base64
 import concurrent.futures
+import io
 import json
 import logging
 import os
@@ -70,6 +73,25 @@ def benchmark_models():
         "mnist_st_cnn": build_st_cnn("mnist_st_cnn", (28, 28, 1), 10, 20, (32, 32), 20),
         "gtsrb_st_cnn": build_st_cnn("gtsrb_st_cnn", (48, 48, 3), 43, 32, (64, 128, 128), 64),
     }
+
+
+def png_request(image):
+    """A ``predict_bytes`` request body carrying ``image`` as a base64 PNG."""
+    from PIL import Image
+
+    pixels = np.round(image * 255.0).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return json.dumps({"signature_name": "predict_bytes", "instances": [{"b64": encoded}]}).encode()
+
+
+def json_loads_ms(bodies, repeats=50):
+    """Mean time of ``json.loads`` on one request body, the server's first step."""
+    started = time.perf_counter()
+    for index in range(repeats):
+        json.loads(bodies[index % len(bodies)])
+    return (time.perf_counter() - started) / repeats * 1000.0
 
 
 def percentile_ms(latencies, percent):
@@ -223,14 +245,18 @@ def main(argv=None):
             export_saved_model(model, export_dir)
             server_arguments += ["--model-dir", os.path.join(export_root, name), "--model-name", name]
             images = np.random.RandomState(1).rand(arguments.images, *model.input_shape[1:]).astype("float32")
-            bodies = [json.dumps({"instances": image[None].tolist()}).encode() for image in images]
-            inputs[name] = (images, bodies)
+            bodies = {
+                "float JSON": [json.dumps({"instances": image[None].tolist()}).encode() for image in images],
+                "PNG b64, predict_bytes": [png_request(image) for image in images],
+            }
+            inputs[name] = bodies
             results["models"][name] = {
                 "input_shape": list(model.input_shape[1:]),
                 "parameters": model.count_params(),
                 "in_process": in_process_ceiling(
                     model, export_dir, images, arguments.requests, arguments.time_limit_s
                 ),
+                "json_loads_ms_per_float_request": json_loads_ms(bodies["float JSON"]),
                 "served": {},
             }
             logger.info("%s in process: %s", name, results["models"][name]["in_process"])
@@ -246,13 +272,20 @@ def main(argv=None):
                 ready_model=next(iter(models)),
             )
             try:
-                for name, (images, bodies) in inputs.items():
+                for name, bodies in inputs.items():
                     url = f"{server.url}/v1/models/{name}:predict"
-                    run_load(url, bodies, 4, WARMUP_REQUESTS, arguments.time_limit_s)
-                    for concurrency in CONCURRENCY_LEVELS:
-                        measured = run_load(url, bodies, concurrency, arguments.requests, arguments.time_limit_s)
-                        results["models"][name]["served"][f"{mode}, concurrency {concurrency}"] = measured
-                        logger.info("%s %s concurrency %d: %s", name, mode, concurrency, measured)
+                    for request_format, levels in (
+                        ("float JSON", CONCURRENCY_LEVELS), ("PNG b64, predict_bytes", (8,))
+                    ):
+                        run_load(url, bodies[request_format], 4, WARMUP_REQUESTS, arguments.time_limit_s)
+                        for concurrency in levels:
+                            measured = run_load(
+                                url, bodies[request_format], concurrency,
+                                arguments.requests, arguments.time_limit_s,
+                            )
+                            setting = f"{request_format}, {mode}, concurrency {concurrency}"
+                            results["models"][name]["served"][setting] = measured
+                            logger.info("%s %s: %s", name, setting, measured)
             finally:
                 server.stop()
     print(markdown_table(results))
@@ -268,6 +301,10 @@ def markdown_table(results):
     ]
     for name, model in results["models"].items():
         label = f"{name} ({'x'.join(map(str, model['input_shape']))}, {model['parameters']:,} params)"
+        lines.append(
+            f"| {label} | json.loads of one float request body | - | - | "
+            f"{model['json_loads_ms_per_float_request']:.1f} | - |"
+        )
         for setting, measured in model["served"].items():
             lines.append(
                 f"| {label} | serve.py, {setting} | {measured['requests']} | "
