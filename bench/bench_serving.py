@@ -302,7 +302,7 @@ def markdown_table(results):
     for name, model in results["models"].items():
         label = f"{name} ({'x'.join(map(str, model['input_shape']))}, {model['parameters']:,} params)"
         lines.append(
-            f"| {label} | json.loads of one float request body | - | - | "
+            f"| {label} | json.loads of one float request body (mean ms) | - | - | "
             f"{model['json_loads_ms_per_float_request']:.1f} | - |"
         )
         for setting, measured in model["served"].items():

@@ -82,14 +82,14 @@ def export_saved_model(
     Returns:
         The list of signature names written.
     """
-    import tensorflow as tf
-
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             "export_saved_model needs the TensorFlow backend; set "
             "KERAS_BACKEND=tensorflow. Received: backend="
             f"{keras.backend.backend()!r}"
         )
+    import tensorflow as tf
+
     image_shape = _image_shape(model)
     output_index = _output_index(model, probabilities_output)
     num_classes = int(_as_list(model.outputs)[output_index].shape[-1])

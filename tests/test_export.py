@@ -294,6 +294,24 @@ def test_bad_arguments_are_refused(tmp_path, arguments, message):
         export_saved_model(build_cnn(num_classes=3), tmp_path / "1", **arguments)
 
 
+@pytest.mark.parametrize("probabilities_output", [1, "probabilities"])
+def test_multi_output_model_exports_the_named_probabilities(tmp_path, probabilities_output):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+
+    st_cnn = build_st_cnn()
+    transformer = st_cnn.get_layer("spatial_transformer")
+    probabilities = keras.layers.Identity(name="probabilities")(st_cnn.outputs[0])
+    model = keras.Model(st_cnn.inputs, [transformer.output[1], probabilities])
+    export_saved_model(model, tmp_path / "1", probabilities_output=probabilities_output)
+    images = random_images(2, (28, 28, 1), seed=21)
+    outputs = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](
+        images=tf.constant(images)
+    )
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), model.predict(images, verbose=0)[1], atol=ATOL)
+
+
 def test_model_with_two_inputs_is_refused(tmp_path):
     from stn_keras.export import export_saved_model
 
