@@ -101,8 +101,9 @@ def _warp(images, transform, theta, output_size, tps_grid_shape=(4, 4)):
     compiled = _compile_sampler.get()
     if compiled is None:
         # Compiling pays off over many chunks; one small input runs eagerly
-        # rather than wait a second for a compilation of its shape.
-        compiled = count >= CHUNK_SIZE
+        # rather than wait a second for a compilation of its shape. JAX
+        # compiles every operation of an eager call anyway, so it always jits.
+        compiled = count >= CHUNK_SIZE or keras.backend.backend() == "jax"
     sampler = _sampler(
         keras.backend.backend(),
         transform,
@@ -154,9 +155,10 @@ def _canvas(canvas_size, image_shape):
     """The canvas ``(height, width)``; ``None`` means the image's own size."""
     if canvas_size is None:
         return tuple(image_shape)
+    canvas = canvas_size
     if isinstance(canvas_size, int) and not isinstance(canvas_size, bool):
-        canvas_size = (canvas_size, canvas_size)
-    canvas = tuple(canvas_size)
+        canvas = (canvas_size, canvas_size)
+    canvas = tuple(canvas)
     if (
         len(canvas) != 2
         or not all(isinstance(side, int) and not isinstance(side, bool) for side in canvas)
