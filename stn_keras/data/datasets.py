@@ -48,6 +48,8 @@ def _json_safe(value):
     """Parameters as JSON values (arrays are recorded by shape only)."""
     if isinstance(value, np.ndarray):
         return {"array_shape": list(value.shape)}
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
     if isinstance(value, (tuple, list)):
         return [_json_safe(item) for item in value]
     if isinstance(value, np.generic):

@@ -81,19 +81,15 @@ def load_tfds_splits(name, data_dir=None):
     """
     import tensorflow_datasets as tfds
 
-    splits = tfds.as_numpy(
-        tfds.load(
-            name,
-            split=["train", "test"],
-            batch_size=-1,
-            as_supervised=True,
-            data_dir=data_dir,
-        )
-    )
-    arrays = [
-        (np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64))
-        for images, labels in splits
-    ]
+    arrays = []
+    for split in ("train", "test"):
+        dataset = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+        # Batched reading is fast; batch_size=-1 in tfds.load is avoided as
+        # it aborts the process under tfds.testing.mock_data.
+        batches = list(tfds.as_numpy(dataset.batch(8192)))
+        images = np.concatenate([batch[0] for batch in batches]).astype(np.uint8)
+        labels = np.concatenate([batch[1] for batch in batches]).astype(np.int64)
+        arrays.append((images, labels))
     return arrays[0], arrays[1], [{"tfds": name, "data_dir": data_dir}]
 
 
