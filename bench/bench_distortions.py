@@ -12,7 +12,6 @@ is reported as the steady-state figure.
 import argparse
 import logging
 import os
-import platform
 import time
 
 import keras
@@ -22,6 +21,18 @@ from stn_keras.data import distort
 from stn_keras.data import load_dataset
 
 logger = logging.getLogger("bench_distortions")
+
+
+def cpu_model():
+    """The CPU model from /proc/cpuinfo, or "unknown CPU" elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def main():
@@ -57,7 +68,7 @@ def main():
         timings[0],
         keras.backend.backend(),
         os.cpu_count(),
-        platform.processor() or platform.machine(),
+        cpu_model(),
     )
 
 
