@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from stn_keras.ops import sampling
+from stn_keras.validation import check_bool
 
 
 @keras.saving.register_keras_serializable(package="stn_keras")
@@ -63,20 +64,14 @@ class BilinearInterpolation(keras.layers.Layer):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.padding_mode = sampling.validate_padding_mode(padding_mode)
-        if not isinstance(align_corners, bool):
-            raise ValueError(
-                "`align_corners` must be a bool. "
-                f"Received: align_corners={align_corners!r}"
-            )
-        self.align_corners = align_corners
+        self.align_corners = check_bool("align_corners", align_corners)
         self.data_format = sampling.validate_data_format(data_format)
 
     def _split_inputs(self, inputs):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError(
                 f"BilinearInterpolation '{self.name}' must be called on a "
-                f"list [images, grid]. Received: {type(inputs).__name__} "
-                f"of length {len(inputs) if isinstance(inputs, (list, tuple)) else 'n/a'}"
+                f"list [images, grid]. Received: {inputs!r}"
             )
         return inputs
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from stn_keras.ops import sampling
+from stn_keras.validation import check_bool
 
 
 def coordinate_channels(height, width, with_r=False, align_corners=False):
@@ -99,17 +100,8 @@ class CoordConv(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(with_r, bool):
-            raise ValueError(
-                f"`with_r` must be a bool. Received: with_r={with_r!r}"
-            )
-        if not isinstance(align_corners, bool):
-            raise ValueError(
-                "`align_corners` must be a bool. "
-                f"Received: align_corners={align_corners!r}"
-            )
-        self.with_r = with_r
-        self.align_corners = align_corners
+        self.with_r = check_bool("with_r", with_r)
+        self.align_corners = check_bool("align_corners", align_corners)
         self.data_format = sampling.validate_data_format(data_format)
         # Conv2D validates its own arguments (filters, kernel_size, padding...)
         # with clear errors, at construction time.

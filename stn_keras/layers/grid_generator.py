@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from stn_keras.ops import grids
+from stn_keras.validation import check_bool
 
 
 class GridGenerator(keras.layers.Layer):
@@ -29,12 +30,7 @@ class GridGenerator(keras.layers.Layer):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.output_size = grids.validate_output_size(output_size)
-        if not isinstance(align_corners, bool):
-            raise ValueError(
-                "`align_corners` must be a bool. "
-                f"Received: align_corners={align_corners!r}"
-            )
-        self.align_corners = align_corners
+        self.align_corners = check_bool("align_corners", align_corners)
 
     @property
     def num_parameters(self):

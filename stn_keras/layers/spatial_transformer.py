@@ -6,6 +6,7 @@ from keras import ops
 
 from stn_keras.ops import grids
 from stn_keras.ops import sampling
+from stn_keras.validation import check_bool
 
 
 def scale_gradient(x, multiplier):
@@ -109,24 +110,11 @@ class SpatialTransformer(keras.layers.Layer):
             if output_size is None
             else grids.validate_output_size(output_size)
         )
-        if transform not in grids.TRANSFORMS:
-            raise ValueError(
-                f"Unknown transform. Expected one of {grids.TRANSFORMS}. "
-                f"Received: transform={transform!r}"
-            )
-        self.transform = transform
+        self.transform = grids.validate_transform(transform)
         self.tps_grid_shape = grids.validate_tps_grid_shape(tps_grid_shape)
         self.padding_mode = sampling.validate_padding_mode(padding_mode)
-        for name, value in (
-            ("align_corners", align_corners),
-            ("return_theta", return_theta),
-        ):
-            if not isinstance(value, bool):
-                raise ValueError(
-                    f"`{name}` must be a bool. Received: {name}={value!r}"
-                )
-        self.align_corners = align_corners
-        self.return_theta = return_theta
+        self.align_corners = check_bool("align_corners", align_corners)
+        self.return_theta = check_bool("return_theta", return_theta)
         if (
             not isinstance(localization_downsample, (int, np.integer))
             or isinstance(localization_downsample, bool)

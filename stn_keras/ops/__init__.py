@@ -16,5 +16,6 @@ from stn_keras.ops.grids import tps_control_points
 from stn_keras.ops.grids import tps_grid
 from stn_keras.ops.grids import validate_output_size
 from stn_keras.ops.grids import validate_tps_grid_shape
+from stn_keras.ops.grids import validate_transform
 from stn_keras.ops.sampling import PADDING_MODES
 from stn_keras.ops.sampling import bilinear_sample

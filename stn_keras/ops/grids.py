@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from stn_keras.validation import check_int_pair
+
 TRANSFORMS = ("affine", "attention", "similarity", "projective", "tps")
 DEFAULT_TPS_GRID_SHAPE = (4, 4)
 
@@ -35,50 +37,16 @@ def _normalised_coordinates(size, align_corners):
 
 def validate_output_size(output_size, name="output_size"):
     """Returns ``output_size`` as a ``(height, width)`` tuple of positive ints."""
-    if isinstance(output_size, int) and not isinstance(output_size, bool):
-        output_size = (output_size, output_size)
-    try:
-        output_size = tuple(output_size)
-    except TypeError:
-        output_size = None
-    if (
-        output_size is None
-        or len(output_size) != 2
-        or not all(
-            isinstance(size, (int, np.integer))
-            and not isinstance(size, bool)
-            and size > 0
-            for size in output_size
-        )
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive int or a tuple of two positive ints "
-            f"(height, width). Received: {name}={output_size!r}"
-        )
-    return tuple(int(size) for size in output_size)
+    return check_int_pair(
+        name, output_size, 1, "height, width", allow_single=True
+    )
 
 
 def validate_tps_grid_shape(grid_shape):
     """Returns a thin-plate-spline control lattice shape ``(rows, columns)``."""
-    try:
-        grid_shape = tuple(grid_shape)
-    except TypeError:
-        grid_shape = None
-    if (
-        grid_shape is None
-        or len(grid_shape) != 2
-        or not all(
-            isinstance(size, (int, np.integer))
-            and not isinstance(size, bool)
-            and size >= 2
-            for size in grid_shape
-        )
-    ):
-        raise ValueError(
-            "`grid_shape` must be a tuple of two ints >= 2 (rows, columns of "
-            f"the control-point lattice). Received: grid_shape={grid_shape!r}"
-        )
-    return tuple(int(size) for size in grid_shape)
+    return check_int_pair(
+        "grid_shape", grid_shape, 2, "rows, columns of the control lattice"
+    )
 
 
 def base_grid(output_size, align_corners=False):
@@ -97,7 +65,7 @@ def base_grid(output_size, align_corners=False):
 
 def num_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
     """Number of parameters the localisation network regresses."""
-    _check_transform(transform)
+    validate_transform(transform)
     if transform == "tps":
         rows, columns = validate_tps_grid_shape(tps_grid_shape)
         return 2 * rows * columns
@@ -108,7 +76,7 @@ def num_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
 
 def identity_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
     """Parameters for which ``transform`` samples the input unchanged."""
-    _check_transform(transform)
+    validate_transform(transform)
     if transform == "tps":
         return np.zeros(num_parameters("tps", tps_grid_shape), dtype=np.float32)
     return np.asarray(
@@ -122,12 +90,14 @@ def identity_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
     )
 
 
-def _check_transform(transform):
+def validate_transform(transform):
+    """Returns ``transform`` if it names a known transform, else raises."""
     if transform not in TRANSFORMS:
         raise ValueError(
             f"Unknown transform. Expected one of {TRANSFORMS}. "
             f"Received: transform={transform!r}"
         )
+    return transform
 
 
 def _as_parameter_matrix(theta, expected, name):
@@ -330,7 +300,7 @@ def make_grid(
     tps_grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """Dispatches to the grid generator of ``transform`` by name."""
-    _check_transform(transform)
+    validate_transform(transform)
     if transform == "tps":
         return tps_grid(theta, output_size, tps_grid_shape, align_corners)
     generator = {
