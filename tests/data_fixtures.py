@@ -1,30 +1,10 @@
-"""Small data fixtures written in the test run, and the data-test markers."""
+"""Small data fixtures written in the test run."""
 
 import gzip
 import os
 import zipfile
 
-import keras
 import numpy as np
-import pytest
-
-
-
-# Until the shared conftest provides them, the markers carry their own skips.
-def real_data(test):
-    """Marks ``test`` real_data; skips it when STN_DATA_DIR is unset."""
-    skip = pytest.mark.skipif(
-        not os.environ.get("STN_DATA_DIR"), reason="STN_DATA_DIR is not set"
-    )
-    return pytest.mark.real_data(skip(test))
-
-
-def tensorflow_only(test):
-    """Marks ``test`` tensorflow_only; skips it on the other backends."""
-    skip = pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow", reason="needs the TensorFlow backend"
-    )
-    return pytest.mark.tensorflow_only(skip(test))
 
 GTSRB_COLUMNS = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"
 

@@ -13,8 +13,6 @@ from stn_keras.data import MissingDataError
 from stn_keras.data import load_dataset
 from stn_keras.data import paths
 from stn_keras.data import resolve_data_dir
-from tests.data_fixtures import real_data
-from tests.data_fixtures import tensorflow_only
 from tests.data_fixtures import write_mnist_like
 
 
@@ -136,7 +134,7 @@ def test_unknown_split_and_digits_size():
         dataset.split("dev")
 
 
-@tensorflow_only
+@pytest.mark.tensorflow_only
 def test_tfds_source_with_mock_data():
     import tensorflow_datasets as tfds
 
@@ -147,7 +145,7 @@ def test_tfds_source_with_mock_data():
     assert dataset.source["files"] == [{"tfds": "mnist", "data_dir": None}]
 
 
-@real_data
+@pytest.mark.real_data
 def test_real_mnist():
     dataset = load_dataset("mnist", val_size=0)
     assert dataset.x_train.shape == (60000, 28, 28, 1)

@@ -17,7 +17,6 @@ from tests.data_fixtures import TEST_IMAGES
 from tests.data_fixtures import TRAINING_IMAGES
 from tests.data_fixtures import flat_image
 from tests.data_fixtures import ppm_bytes
-from tests.data_fixtures import real_data
 from tests.data_fixtures import held_out_value
 from tests.data_fixtures import training_value
 from tests.data_fixtures import write_file
@@ -206,7 +205,7 @@ def test_ppm_damage_is_named(data, message):
     assert message in str(error.value) and "bad.ppm" in str(error.value)
 
 
-@real_data
+@pytest.mark.real_data
 def test_real_gtsrb_training_set_and_track_split(monkeypatch):
     # The real decode is cached where real runs cache it, so reruns are fast.
     monkeypatch.delenv("STN_CACHE_DIR")

@@ -10,7 +10,7 @@ from stn_keras.data import digits
 from stn_keras.data import gtsrb
 from stn_keras.data import mnist
 from stn_keras.data.dataset import Dataset
-from stn_keras.data.distortions import DISTORTIONS
+from stn_keras.data.distortions import check_distortion
 from stn_keras.data.distortions import distort
 from stn_keras.data.distortions import distortion_parameters
 
@@ -185,11 +185,8 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
         raise ValueError(
             f"Unknown data set. Expected one of {DATASETS}. Received: name={name!r}"
         )
-    if distortion is not None and distortion not in DISTORTIONS:
-        raise ValueError(
-            f"Unknown distortion. Expected one of {DISTORTIONS} or None. "
-            f"Received: distortion={distortion!r}"
-        )
+    if distortion is not None:
+        check_distortion(distortion)
     if source not in SOURCES[name]:
         raise ValueError(
             f"Unknown source for {name}. Expected one of {SOURCES[name]}. "

@@ -11,6 +11,8 @@ MNIST, and fades out instead of ending in a straight cut.
 import numpy as np
 from PIL import Image
 
+from stn_keras.validation import check_int
+
 CLASS_NAMES = [str(digit) for digit in range(10)]
 # The 10x10 bordered image becomes 24x24 of 28x28, so the 8x8 digit spans
 # 19.2 pixels: MNIST fits its digits in 20x20 pixels centred on 28x28.
@@ -19,11 +21,7 @@ _BORDERED_FRACTION = 24 / 28
 
 def load_digits(image_size=28):
     """Returns ``(images, labels)``: uint8 ``(1797, S, S, 1)`` and int64."""
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 10:
-        raise ValueError(
-            "`image_size` of the digits data set must be an int >= 10. "
-            f"Received: image_size={image_size!r}"
-        )
+    image_size = check_int("image_size", image_size, 10)
     from sklearn.datasets import load_digits as load_sklearn_digits
 
     bunch = load_sklearn_digits()

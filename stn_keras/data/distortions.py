@@ -38,6 +38,8 @@ from stn_keras.data.distortion_result import DistortionResult
 from stn_keras.ops import make_grid
 from stn_keras.ops import bilinear_sample
 from stn_keras.ops import tps_control_points
+from stn_keras.validation import check_int
+from stn_keras.validation import check_int_pair
 
 DISTORTIONS = (
     "rotated",
@@ -155,16 +157,10 @@ def _canvas(canvas_size, image_shape):
     """The canvas ``(height, width)``; ``None`` means the image's own size."""
     if canvas_size is None:
         return tuple(image_shape)
-    canvas = canvas_size
-    if isinstance(canvas_size, int) and not isinstance(canvas_size, bool):
-        canvas = (canvas_size, canvas_size)
-    canvas = tuple(canvas)
-    if (
-        len(canvas) != 2
-        or not all(isinstance(side, int) and not isinstance(side, bool) for side in canvas)
-        or canvas[0] < image_shape[0]
-        or canvas[1] < image_shape[1]
-    ):
+    canvas = check_int_pair(
+        "canvas_size", canvas_size, 1, "height, width", allow_single=True
+    )
+    if canvas[0] < image_shape[0] or canvas[1] < image_shape[1]:
         raise ValueError(
             "`canvas_size` must be an int or (height, width) at least the "
             f"image size {tuple(image_shape)}. Received: canvas_size={canvas_size!r}"
@@ -332,11 +328,7 @@ def cluttered(images, rng, canvas_size=60, num_clutter_patches=6, clutter_patch_
     uniformly random place of the canvas; overlapping pixels keep the
     brighter value, so the result is exactly the digit and its patches.
     """
-    if not isinstance(num_clutter_patches, int) or num_clutter_patches < 0:
-        raise ValueError(
-            "`num_clutter_patches` must be an int >= 0. "
-            f"Received: num_clutter_patches={num_clutter_patches!r}"
-        )
+    num_clutter_patches = check_int("num_clutter_patches", num_clutter_patches, 0)
     source = images if clutter_images is None else np.asarray(clutter_images)
     size = clutter_patch_size
     if (

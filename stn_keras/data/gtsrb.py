@@ -25,6 +25,7 @@ from stn_keras.data import paths
 from stn_keras.data.file_tree import FileTree
 from stn_keras.data.ppm import PpmFormatError
 from stn_keras.data.ppm import decode_ppm
+from stn_keras.validation import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -378,10 +379,7 @@ def load_gtsrb(
             f"Unknown on_error. Expected one of {ON_ERROR_CHOICES}. "
             f"Received: on_error={on_error!r}"
         )
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
-        raise ValueError(
-            f"`image_size` must be a positive int. Received: image_size={image_size!r}"
-        )
+    image_size = check_int("image_size", image_size, 1)
     training, test_images, test_csv = _locate(data_dir, require_test, download)
     files = [training.describe()]
     if test_csv is not None:

@@ -4,6 +4,7 @@ import numpy as np
 
 from stn_keras.data.batch_sequence import BatchSequence
 from stn_keras.data.distortions import check_distortion
+from stn_keras.validation import check_int
 
 
 def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
@@ -30,10 +31,7 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         A ``BatchSequence`` yielding ``(images, labels)``, or ``(images,)``
         when ``y`` is ``None``.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
-        )
+    batch_size = check_int("batch_size", batch_size, 1)
     x = np.asarray(x)
     if x.ndim != 4 or len(x) == 0:
         raise ValueError(
@@ -51,12 +49,8 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         check_distortion(distortion)
         if distortion == "addition" and y is None:
             raise ValueError("Distortion 'addition' needs labels `y`: its label is the sum.")
-    if num_classes is not None and (
-        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-    ):
-        raise ValueError(
-            f"`num_classes` must be a positive int or None. Received: num_classes={num_classes!r}"
-        )
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes, 1)
     return BatchSequence(
         x,
         y,
