@@ -317,12 +317,14 @@ def _locate(data_dir, require_test, download):
             )
     if test_csv is None:
         logger.info(
-            "GTSRB test split is empty: %s and %s (or their extracted "
-            "Final_Test/Images/ and %s) are not in %s.",
+            "GTSRB test split is empty: no test images with their %s labels "
+            "in %s (expected %s and %s, or their extracted Final_Test/Images/ "
+            "and %s). Pass require_test=True to download them or fail.",
+            TEST_CSV,
+            folder,
             TEST_ARCHIVE,
             TEST_LABELS_ARCHIVE,
             TEST_CSV,
-            folder,
         )
         test_images = None
     return training, test_images, test_csv
