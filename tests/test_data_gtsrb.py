@@ -220,3 +220,14 @@ def test_real_gtsrb_training_set_and_track_split(monkeypatch):
     # About 10% of the tracks of every class, so every class is validated.
     assert set(np.unique(dataset.y_val)) == set(range(43))
     assert 0.08 < len(dataset.x_val) / 39209 < 0.12
+
+
+def test_test_split_problems_are_counted_separately(tmp_path):
+    folder = write_gtsrb_tree(tmp_path)
+    _remove(folder, f"{TRAINING_FOLDER}/00000/00000_00000.ppm")
+    _remove(folder, "GTSRB/Final_Test/Images/00001.ppm")
+    loaded = gtsrb.load_gtsrb(tmp_path, on_error="skip", download=False)
+    assert loaded["skipped"] == {"train": 1, "test": 1}
+    np.testing.assert_array_equal(loaded["y_test"], [TEST_IMAGES[0][2], TEST_IMAGES[2][2]])
+    with pytest.raises(gtsrb.GtsrbDataError, match="GTSRB training split has 1 problem"):
+        gtsrb.load_gtsrb(tmp_path, download=False)

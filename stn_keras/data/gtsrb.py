@@ -396,14 +396,13 @@ def load_gtsrb(
         with np.load(cache_path) as stored:
             arrays = {name: stored[name] for name in stored.files}
     else:
-        problems = _Problems(on_error)
+        training_problems, test_problems = _Problems(on_error), _Problems(on_error)
         x_train, y_train, tracks_train = _training_split(
-            training, image_size, crop_to_roi, problems
+            training, image_size, crop_to_roi, training_problems
         )
-        training_skipped = len(problems.messages)
         if test_csv is not None:
             x_test, y_test = _test_split(
-                test_images, test_csv[0], test_csv[1], image_size, crop_to_roi, problems
+                test_images, test_csv[0], test_csv[1], image_size, crop_to_roi, test_problems
             )
         else:
             x_test = np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
@@ -414,7 +413,7 @@ def load_gtsrb(
             "tracks_train": tracks_train,
             "x_test": x_test,
             "y_test": y_test,
-            "skipped": np.array([training_skipped, len(problems.messages) - training_skipped]),
+            "skipped": np.array([len(training_problems.messages), len(test_problems.messages)]),
         }
         if cache:
             _save_cache(cache_path, arrays)
