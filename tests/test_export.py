@@ -175,13 +175,15 @@ def test_decode_image_matches_pil_and_numpy(image_format, shape, tolerance):
         assert np.abs(decoded - reference).mean() < min(tolerance, 1 / 255)
 
 
-def test_decode_image_shrinks_like_pil_with_antialias():
+def test_decode_image_shrinks_like_pil_with_antialias_only():
     from stn_keras.export import decode_image
 
     pixels = (np.random.RandomState(5).rand(61, 47, 3) * 255).astype(np.uint8)
     encoded = encode_image(pixels, "PNG")
-    decoded = decode_image(encoded, (28, 28), 3, antialias=True).numpy()
-    np.testing.assert_allclose(decoded, reference_image(encoded, (28, 28), 3), atol=1e-5)
+    reference = reference_image(encoded, (28, 28), 3)
+    np.testing.assert_allclose(decode_image(encoded, (28, 28), 3).numpy(), reference, atol=1e-5)
+    # Without antialiasing, shrinking samples the image instead of averaging.
+    assert np.abs(decode_image(encoded, (28, 28), 3, antialias=False).numpy() - reference).max() > 0.05
 
 
 def test_decode_netpbm_reads_16_bit_samples_and_comments():
@@ -218,8 +220,8 @@ def test_bytes_signature_matches_model_on_reference_images(exported, loaded, ima
     model, _, _ = exported
     encoded = [
         encode_image((np.random.RandomState(seed).rand(*shape) * 255).astype(np.uint8), image_format)
-        # Enlarging only: the export does not antialias (PIL does when shrinking).
-        for seed, shape in ((1, (20, 13, 3)), (2, (28, 28, 3)), (3, (14, 25, 3)))
+        # Enlarging, same size, shrinking, and both at once.
+        for seed, shape in ((1, (20, 13, 3)), (2, (28, 28, 3)), (3, (40, 33, 3)), (4, (14, 50, 3)))
     ]
     references = np.stack([reference_image(data, (28, 28), 1) for data in encoded])
     outputs = loaded.signatures["predict_bytes"](image_bytes=tf.constant(encoded))
