@@ -39,3 +39,12 @@ def check_int_pair(name, value, minimum, meaning, allow_single=False):
             f"({meaning}). Received: {name}={value!r}"
         )
     return tuple(int(size) for size in pair)
+
+
+def check_int(name, value, minimum):
+    """Returns ``value`` as an int >= ``minimum``, else raises a ValueError."""
+    if not _is_int(value) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
+        )
+    return int(value)

@@ -1,0 +1,19 @@
+"""Data sets, paper distortions and input pipelines of stn_keras.
+
+``load_dataset`` reads MNIST, Fashion-MNIST, scikit-learn's digits and GTSRB
+(optionally distorted as in Jaderberg et al. 2015, appendix A.4);
+``distort`` applies a distortion to a batch; ``make_pipeline`` makes batches
+for ``model.fit`` on every backend.
+"""
+
+from stn_keras.data.batch_sequence import BatchSequence
+from stn_keras.data.dataset import Dataset
+from stn_keras.data.datasets import DATASETS
+from stn_keras.data.datasets import load_dataset
+from stn_keras.data.distortion_result import DistortionResult
+from stn_keras.data.distortions import DISTORTIONS
+from stn_keras.data.distortions import distort
+from stn_keras.data.distortions import distortion_parameters
+from stn_keras.data.paths import MissingDataError
+from stn_keras.data.paths import resolve_data_dir
+from stn_keras.data.pipeline import make_pipeline

@@ -1,0 +1,63 @@
+"""The value returned by ``stn_keras.data.load_dataset``."""
+
+import dataclasses
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A data set split into training, validation and test arrays.
+
+    Attributes:
+        name: the data set's name (one of ``stn_keras.data.DATASETS``).
+        distortion: the distortion applied to every split, or ``None``.
+        x_train, y_train, x_val, y_val, x_test, y_test: uint8 NHWC images and
+            int64 labels. With a distortion, every split is distorted once,
+            deterministically for the seed (test and validation stay fixed).
+        num_classes: the number of classes.
+        class_names: a name per class.
+        image_shape: ``(height, width, channels)`` of the images.
+        source: JSON-serialisable record of the data: the files used with
+            their checksums, seed, options and split sizes.
+        x_train_undistorted, y_train_undistorted: the training split before
+            distortion, for pipelines that draw fresh distortions every epoch.
+        distortion_parameters: the distortion's parameters used.
+    """
+
+    name: str
+    distortion: str | None
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: list
+    image_shape: tuple
+    source: dict
+    x_train_undistorted: np.ndarray
+    y_train_undistorted: np.ndarray
+    distortion_parameters: dict = dataclasses.field(default_factory=dict)
+
+    def split(self, split):
+        """``(images, labels)`` of ``"train"``, ``"val"`` or ``"test"``.
+
+        Raises:
+            ValueError: an unknown split, or an empty one (for example the
+                GTSRB test split when its archives are absent).
+        """
+        if split not in SPLITS:
+            raise ValueError(
+                f"Unknown split. Expected one of {SPLITS}. Received: split={split!r}"
+            )
+        images, labels = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        if len(images) == 0:
+            raise ValueError(
+                f"The {split} split of {self.name!r} is empty. "
+                + self.source.get("empty_splits", {}).get(split, "")
+            )
+        return images, labels

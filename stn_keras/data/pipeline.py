@@ -1,0 +1,64 @@
+"""Input pipelines for ``model.fit``, ``evaluate`` and ``predict``."""
+
+import numpy as np
+
+from stn_keras.data.batch_sequence import BatchSequence
+from stn_keras.data.distortions import check_distortion
+from stn_keras.validation import check_int
+
+
+def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
+                  num_classes=None, distortion_parameters=None, **kwargs):
+    """Returns batches of float32 images in [0, 1] and int labels.
+
+    The result is a ``keras.utils.PyDataset`` (``BatchSequence``), accepted by
+    ``fit``, ``evaluate`` and ``predict`` on every backend.
+
+    Args:
+        x: NHWC images, uint8 (0..255) or float in [0, 1].
+        y: int labels, one per image, or ``None`` (for ``predict``).
+        batch_size: images per batch.
+        shuffle: reshuffle every epoch (deterministic for ``seed``).
+        seed: seed of the shuffling and of online distortions.
+        distortion: draw this distortion afresh for every batch of every
+            epoch (online, as the paper trained); ``None`` for none.
+        num_classes: when given, labels outside ``[0, num_classes)`` raise.
+        distortion_parameters: the distortion's parameters (paper defaults
+            when empty), e.g. ``Dataset.distortion_parameters``.
+        **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``.
+
+    Returns:
+        A ``BatchSequence`` yielding ``(images, labels)``, or ``(images,)``
+        when ``y`` is ``None``.
+    """
+    batch_size = check_int("batch_size", batch_size, 1)
+    x = np.asarray(x)
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(
+            "`x` must be a non-empty batch of images (N, height, width, "
+            f"channels). Received: x.shape={x.shape}"
+        )
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != x.shape[:1]:
+            raise ValueError(
+                "`y` must hold one label per image. Received: "
+                f"x.shape={x.shape}, y.shape={y.shape}"
+            )
+    if distortion is not None:
+        check_distortion(distortion)
+        if distortion == "addition" and y is None:
+            raise ValueError("Distortion 'addition' needs labels `y`: its label is the sum.")
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes, 1)
+    return BatchSequence(
+        x,
+        y,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        distortion=distortion,
+        distortion_parameters=distortion_parameters,
+        num_classes=num_classes,
+        **kwargs,
+    )

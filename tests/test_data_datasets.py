@@ -1,0 +1,157 @@
+"""load_dataset, data-dir resolution and downloads, on generated fixtures."""
+
+import hashlib
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from stn_keras.data import DATASETS
+from stn_keras.data import MissingDataError
+from stn_keras.data import load_dataset
+from stn_keras.data import paths
+from stn_keras.data import resolve_data_dir
+from tests.data_fixtures import write_mnist_like
+
+
+def test_data_dir_argument_then_environment_then_keras_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("STN_DATA_DIR", str(tmp_path / "from_environment"))
+    assert resolve_data_dir(tmp_path / "argument") == str(tmp_path / "argument")
+    assert resolve_data_dir() == str(tmp_path / "from_environment")
+    monkeypatch.delenv("STN_DATA_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_data_dir() == str(tmp_path / "home" / ".keras" / "datasets")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_idx_data_sets_from_the_data_dir(tmp_path, name):
+    written = write_mnist_like(tmp_path / name, train_count=30, test_count=10)
+    dataset = load_dataset(name, data_dir=tmp_path, val_size=10, download=False)
+    train_images = written["train-images-idx3-ubyte.gz"][..., None]
+    np.testing.assert_array_equal(dataset.x_train, train_images[:20])
+    np.testing.assert_array_equal(dataset.x_val, train_images[20:])
+    np.testing.assert_array_equal(dataset.y_val, np.arange(20, 30) % 10)
+    np.testing.assert_array_equal(dataset.y_test, written["t10k-labels-idx1-ubyte.gz"])
+    assert dataset.x_train.dtype == np.uint8 and dataset.y_train.dtype == np.int64
+    assert dataset.image_shape == (28, 28, 1) and dataset.num_classes == 10
+    assert dataset.class_names[0] == ("0" if name == "mnist" else "T-shirt/top")
+    files = dataset.source["files"]
+    assert [os.path.basename(file["path"]) for file in files][0] == "train-images-idx3-ubyte.gz"
+    with open(files[0]["path"], "rb") as file:
+        assert files[0]["sha256"] == hashlib.sha256(file.read()).hexdigest()
+    assert json.loads(json.dumps(dataset.source))["split_sizes"] == {"train": 20, "val": 10, "test": 10}
+
+
+def test_missing_files_fail_offline_naming_files_and_folders(tmp_path):
+    with pytest.raises(MissingDataError) as error:
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+    message = str(error.value)
+    assert "Looked for train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz" in message
+    assert str(tmp_path / "mnist") in message and "STN_DATA_DIR" in message
+
+
+def test_failed_download_names_the_url_and_leaves_nothing(tmp_path):
+    # Port 9 (discard) refuses connections here: an offline machine's answer.
+    url = "http://127.0.0.1:9/missing.gz"
+    with pytest.raises(MissingDataError, match=re.escape(f"missing.gz: download from {url} failed")):
+        paths.find_or_download("toy", ["missing.gz"], urls={"missing.gz": url}, data_dir=tmp_path)
+    assert os.listdir(tmp_path / "toy") == []
+
+
+def test_download_is_verified_and_moved_into_place(tmp_path):
+    source = tmp_path / "served.bin"
+    source.write_bytes(b"payload")
+    md5 = hashlib.md5(b"payload").hexdigest()
+    url = source.as_uri()
+    located = paths.find_or_download(
+        "toy", ["file.bin"], urls={"file.bin": url}, md5s={"file.bin": md5}, data_dir=tmp_path / "data"
+    )
+    with open(located["file.bin"], "rb") as file:
+        assert file.read() == b"payload"
+    with pytest.raises(MissingDataError, match="failed"):
+        paths.find_or_download(
+            "other", ["file.bin"], urls={"file.bin": url}, md5s={"file.bin": "0" * 32},
+            data_dir=tmp_path / "data",
+        )
+    assert os.listdir(tmp_path / "data" / "other") == []
+
+
+def test_digits_splits_are_fixed_and_disjoint():
+    dataset = load_dataset("digits")
+    assert (len(dataset.x_train), len(dataset.x_val), len(dataset.x_test)) == (1257, 180, 360)
+    assert dataset.image_shape == (28, 28, 1) and dataset.num_classes == 10
+    assert set(np.unique(dataset.y_train)) == set(range(10))
+    # A 20x20-ish digit centred on 28x28, as in MNIST: the border is empty.
+    assert not dataset.x_train[:, :3].any() and not dataset.x_train[:, :, -3:].any()
+    assert dataset.x_train.max() == 255
+    other_seed = load_dataset("digits", seed=7)
+    np.testing.assert_array_equal(dataset.x_test, other_seed.x_test)
+
+
+def test_distorted_splits_are_fixed_per_seed():
+    first = load_dataset("digits", distortion="rts", val_size=20)
+    again = load_dataset("digits", distortion="rts", val_size=20)
+    other = load_dataset("digits", distortion="rts", val_size=20, seed=1)
+    assert first.image_shape == (42, 42, 1)
+    np.testing.assert_array_equal(first.x_test, again.x_test)
+    assert not np.array_equal(first.x_test, other.x_test)
+    np.testing.assert_array_equal(first.y_test, other.y_test)
+    assert first.x_train_undistorted.shape[1:] == (28, 28, 1)
+    assert first.distortion_parameters["canvas_size"] == 42
+    assert first.source["distortion_parameters"]["rotation_range"] == [-45.0, 45.0]
+
+
+def test_distortion_options_and_addition_classes():
+    dataset = load_dataset("digits", distortion="addition", canvas_size=30, val_size=10)
+    assert dataset.image_shape == (30, 30, 2)
+    assert dataset.num_classes == 19 and dataset.class_names[-1] == "18"
+    assert dataset.y_train.max() <= 18
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"name": "svhn"}, f"Unknown data set. Expected one of {DATASETS}. Received: name='svhn'"),
+        ({"name": "digits", "distortion": "blur"}, "Unknown distortion. Expected one of ("),
+        ({"name": "digits", "source": "tfds"}, "Expected one of ('auto',). Received: source='tfds'"),
+        ({"name": "mnist", "image_size": 32}, "must be None or 28. Received: image_size=32"),
+        ({"name": "digits", "crop_to_roi": True}, "Unknown option(s) ['crop_to_roi'] for data set 'digits'"),
+        ({"name": "digits", "val_size": 1.5}, "Received: val_size=1.5"),
+        ({"name": "digits", "val_size": 5000}, "an int in [0, 1437)"),
+    ],
+)
+def test_bad_arguments_are_rejected(arguments, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_dataset(**arguments)
+
+
+def test_unknown_split_and_digits_size():
+    dataset = load_dataset("digits", image_size=16)
+    assert dataset.image_shape == (16, 16, 1)
+    with pytest.raises(ValueError, match=re.escape("Received: split='dev'")):
+        dataset.split("dev")
+
+
+@pytest.mark.tensorflow_only
+def test_tfds_source_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        dataset = load_dataset("mnist", source="tfds", val_size=2)
+    assert dataset.x_train.shape == (10, 28, 28, 1) and dataset.x_val.shape == (2, 28, 28, 1)
+    assert dataset.x_test.dtype == np.uint8 and dataset.y_test.dtype == np.int64
+    assert dataset.source["files"] == [{"tfds": "mnist", "data_dir": None}]
+
+
+@pytest.mark.real_data
+def test_real_mnist():
+    dataset = load_dataset("mnist", val_size=0)
+    assert dataset.x_train.shape == (60000, 28, 28, 1)
+    assert dataset.x_test.shape == (10000, 28, 28, 1)
+    assert dataset.y_train[:5].tolist() == [5, 0, 4, 1, 9]
+    assert dataset.y_test[:5].tolist() == [7, 2, 1, 0, 4]
+    assert hashlib.md5(dataset.x_train.tobytes()).hexdigest() != ""
+    default = load_dataset("mnist")
+    assert len(default.x_train) == 50000 and len(default.x_val) == 10000

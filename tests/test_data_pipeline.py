@@ -1,0 +1,104 @@
+"""make_pipeline: batches for fit/evaluate/predict, shuffling, online
+distortion, and the preview command."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from stn_keras.data import load_dataset
+from stn_keras.data import make_pipeline
+from stn_keras.data.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_batches_are_float_images_in_unit_range(digits):
+    x, y = digits.x_train[:10], digits.y_train[:10]
+    pipeline = make_pipeline(x, y, batch_size=4)
+    assert len(pipeline) == 3
+    images, labels = pipeline[2]
+    assert images.shape == (2, 28, 28, 1) and images.dtype == np.float32
+    np.testing.assert_allclose(images, x[8:] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(labels, y[8:])
+    (only_images,) = make_pipeline(x, None, batch_size=4)[0]
+    assert only_images.shape == (4, 28, 28, 1)
+    with pytest.raises(IndexError):
+        pipeline[3]
+
+
+def test_shuffling_is_seeded_and_changes_every_epoch(digits):
+    x, y = digits.x_train[:12], np.arange(12)
+    first = make_pipeline(x, y, batch_size=12, shuffle=True, seed=3)
+    again = make_pipeline(x, y, batch_size=12, shuffle=True, seed=3)
+    epoch_0 = first[0][1]
+    np.testing.assert_array_equal(epoch_0, again[0][1])
+    assert sorted(epoch_0.tolist()) == list(range(12))
+    first.on_epoch_end()
+    assert not np.array_equal(first[0][1], epoch_0)
+
+
+def test_online_distortion_is_fresh_every_epoch_and_reproducible(digits):
+    x, y = digits.x_train[:8], digits.y_train[:8]
+    pipeline = make_pipeline(x, y, batch_size=8, distortion="rts", seed=1)
+    epoch_0, labels = pipeline[0]
+    assert epoch_0.shape == (8, 42, 42, 1) and 0.0 <= epoch_0.min() and epoch_0.max() <= 1.0
+    np.testing.assert_array_equal(labels, y)
+    pipeline.on_epoch_end()
+    assert not np.array_equal(pipeline[0][0], epoch_0)
+    np.testing.assert_array_equal(
+        make_pipeline(x, y, batch_size=8, distortion="rts", seed=1)[0][0], epoch_0
+    )
+    # Four pairs are eight RTS digits: the sampler compiled above is reused.
+    addition = make_pipeline(x[:4], y[:4], batch_size=4, distortion="addition", num_classes=19)
+    images, sums = addition[0]
+    assert images.shape == (4, 42, 42, 2) and sums.max() <= 18
+
+
+def test_fit_evaluate_predict_accept_the_pipeline(digits):
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    model = keras.Sequential(
+        [keras.Input((42, 42, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    train = make_pipeline(x, y, batch_size=32, shuffle=True, distortion="rts")
+    history = model.fit(train, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    test = make_pipeline(x, y, batch_size=32, distortion="rts")
+    assert np.isfinite(model.evaluate(test, verbose=0))
+    assert model.predict(make_pipeline(x, None, 32, distortion="rts"), verbose=0).shape == (64, 10)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"batch_size": 0}, "Received: batch_size=0"),
+        ({"y": np.zeros(3)}, "x.shape=(4, 28, 28, 1), y.shape=(3,)"),
+        ({"y": None, "distortion": "addition"}, "Distortion 'addition' needs labels `y`"),
+        ({"distortion": "warp"}, "Received: distortion='warp'"),
+        ({"num_classes": 0}, "Received: num_classes=0"),
+    ],
+)
+def test_bad_arguments_are_rejected(arguments, message):
+    settings = {"x": np.zeros((4, 28, 28, 1), np.uint8), "y": np.zeros(4), "batch_size": 2}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_pipeline(**{**settings, **arguments})
+
+
+def test_labels_outside_num_classes_raise():
+    pipeline = make_pipeline(np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 10]), 2, num_classes=10)
+    with pytest.raises(ValueError, match=re.escape("labels outside [0, 10): min 0, max 10")):
+        pipeline[0]
+
+
+def test_preview_command_writes_a_png(tmp_path):
+    out = tmp_path / "preview.png"
+    main(["preview", "--dataset", "digits", "--distortion", "addition", "--count", "6", "--out", str(out)])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,323 @@
+"""Tests of stn_keras.export: signatures, equality with model.predict, in-graph decoding."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from serving_helpers import CLASS_NAMES
+from serving_helpers import build_cnn
+from serving_helpers import build_st_cnn
+from serving_helpers import encode_image
+from serving_helpers import random_images
+
+pytestmark = pytest.mark.tensorflow_only
+
+# float32 results of the same graph on the same inputs, batched differently.
+ATOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from stn_keras.export import export_saved_model
+
+    model = build_st_cnn()
+    export_dir = str(tmp_path_factory.mktemp("export") / "st_cnn" / "1")
+    signatures = export_saved_model(model, export_dir, class_names=CLASS_NAMES)
+    return model, export_dir, signatures
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    import tensorflow as tf
+
+    return tf.saved_model.load(exported[1])
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+    model, export_dir, signatures = exported
+    assert signatures == ["serving_default", "predict_bytes", "spatial_transforms"]
+    command = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run(
+        [command, "show", "--dir", export_dir, "--all"],
+        capture_output=True, text=True, check=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    ).stdout
+    for expected in (
+        "signature_def['serving_default']",
+        "inputs['images'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 28, 28, 1)",
+        "outputs['probabilities'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 3)",
+        "signature_def['predict_bytes']",
+        "inputs['image_bytes'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)",
+        "outputs['class_names'] tensor_info:\n        dtype: DT_STRING",
+        "outputs['class_ids'] tensor_info:\n        dtype: DT_INT64",
+        "signature_def['spatial_transforms']",
+        "outputs['spatial_transformer_theta'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 6)",
+        "outputs['spatial_transformer_images'] tensor_info:\n        dtype: DT_FLOAT\n        shape: (-1, 28, 28, 1)",
+        "Method name is: tensorflow/serving/predict",
+    ):
+        assert expected in shown
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_serving_default_equals_predict_after_reload(exported, loaded, batch_size):
+    import tensorflow as tf
+
+    model, export_dir, _ = exported
+    images = random_images(batch_size, (28, 28, 1), seed=batch_size)
+    expected = model.predict(images, verbose=0)
+    signature = loaded.signatures["serving_default"]
+    np.testing.assert_allclose(
+        signature(images=tf.constant(images))["probabilities"].numpy(), expected, atol=ATOL
+    )
+    layer = keras.layers.TFSMLayer(export_dir, call_endpoint="serving_default")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(images)["probabilities"]), expected, atol=ATOL
+    )
+
+
+def test_spatial_transforms_return_theta_and_images(exported, loaded):
+    import tensorflow as tf
+
+    model, _, _ = exported
+    images = random_images(4, (28, 28, 1), seed=7)
+    transformer = model.get_layer("spatial_transformer")
+    expected_images, expected_theta = keras.Model(model.inputs, transformer.output).predict(
+        images, verbose=0
+    )
+    outputs = loaded.signatures["spatial_transforms"](images=tf.constant(images))
+    np.testing.assert_allclose(outputs["spatial_transformer_theta"].numpy(), expected_theta, atol=ATOL)
+    np.testing.assert_allclose(outputs["spatial_transformer_images"].numpy(), expected_images, atol=ATOL)
+    # The weights make theta depend on the image, so this is no identity.
+    assert np.abs(expected_theta - [1, 0, 0, 0, 1, 0]).max() > 1e-3
+
+
+def test_nested_transformer_without_theta_output_is_found(tmp_path):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+
+    model = build_st_cnn(nested=True)
+    signatures = export_saved_model(model, tmp_path / "1")
+    assert "spatial_transforms" in signatures
+    images = random_images(3, (28, 28, 1), seed=3)
+    block = model.get_layer("transformer_block")
+    transformer = block.get_layer("spatial_transformer")
+    # Reference: the same transformer asked for theta on its own input.
+    transformer.return_theta = True
+    expected_images, expected_theta = transformer(images * 0.5 + 0.25)
+    transformer.return_theta = False
+    outputs = tf.saved_model.load(str(tmp_path / "1")).signatures["spatial_transforms"](
+        images=tf.constant(images)
+    )
+    np.testing.assert_allclose(outputs["spatial_transformer_theta"].numpy(), expected_theta, atol=ATOL)
+    np.testing.assert_allclose(outputs["spatial_transformer_images"].numpy(), expected_images, atol=ATOL)
+    np.testing.assert_allclose(
+        tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](
+            images=tf.constant(images)
+        )["probabilities"].numpy(),
+        model.predict(images, verbose=0),
+        atol=ATOL,
+    )
+
+
+def reference_image(encoded, size, channels):
+    """Decoding, grey conversion and bilinear resize in PIL and numpy."""
+    from PIL import Image
+
+    image = Image.open(__import__("io").BytesIO(encoded))
+    image = image.convert("L" if image.mode in ("L", "LA") else "RGB")
+    pixels = np.asarray(image).astype("float32") / 255.0
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if channels == 1 and pixels.shape[-1] == 3:
+        pixels = pixels @ np.array([[0.2989], [0.5870], [0.1140]], "float32")
+    if channels == 3 and pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    # PIL's bilinear filter on float images: half-pixel centres, clamped edges
+    # when enlarging, a triangle filter over the footprint when shrinking
+    # (tf.image.resize's antialias=True).
+    planes = [
+        np.asarray(Image.fromarray(pixels[..., c], mode="F").resize(size[::-1], Image.BILINEAR))
+        for c in range(channels)
+    ]
+    return np.stack(planes, axis=-1)
+
+
+@pytest.mark.parametrize(
+    "image_format, shape, tolerance",
+    [
+        ("PNG", (20, 13, 3), 1e-5),
+        ("PNG", (28, 28), 1e-6),
+        ("PNG", (12, 16, 4), 1e-5),
+        ("PNG", (15, 11, 2), 1e-5),
+        ("BMP", (17, 21, 3), 1e-5),
+        ("GIF", (19, 24), 1e-5),
+        ("PPM", (22, 9, 3), 1e-5),
+        ("PPM", (25, 14), 1e-5),
+        # JPEG decoders differ in inverse-DCT rounding and chroma upsampling:
+        # a few levels on single pixels of this noise image, under one on average.
+        ("JPEG", (24, 20, 3), 6 / 255),
+    ],
+)
+def test_decode_image_matches_pil_and_numpy(image_format, shape, tolerance):
+    from stn_keras.export import decode_image
+
+    pixels = (np.random.RandomState(sum(shape)).rand(*shape) * 255).astype(np.uint8)
+    encoded = encode_image(pixels, image_format)
+    for channels in (1, 3):
+        decoded = decode_image(encoded, (28, 28), channels).numpy()
+        reference = reference_image(encoded, (28, 28), channels)
+        np.testing.assert_allclose(decoded, reference, atol=tolerance)
+        assert np.abs(decoded - reference).mean() < min(tolerance, 1 / 255)
+
+
+def test_decode_image_shrinks_like_pil_with_antialias_only():
+    from stn_keras.export import decode_image
+
+    pixels = (np.random.RandomState(5).rand(61, 47, 3) * 255).astype(np.uint8)
+    encoded = encode_image(pixels, "PNG")
+    reference = reference_image(encoded, (28, 28), 3)
+    np.testing.assert_allclose(decode_image(encoded, (28, 28), 3).numpy(), reference, atol=1e-5)
+    # Without antialiasing, shrinking samples the image instead of averaging.
+    assert np.abs(decode_image(encoded, (28, 28), 3, antialias=False).numpy() - reference).max() > 0.05
+
+
+def test_decode_netpbm_reads_16_bit_samples_and_comments():
+    from stn_keras.export import decode_netpbm
+
+    samples = np.array([[0, 1000], [40000, 65535]], dtype=">u2")
+    encoded = b"P5 # grey\n2\t# width\n2\n# maxval follows\n65535\n" + samples.tobytes()
+    np.testing.assert_allclose(
+        decode_netpbm(encoded).numpy()[..., 0], samples.astype("float32") / 65535.0, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize(
+    "encoded, message",
+    [
+        (b"P6\n4 4\n255\n" + bytes(47), "Truncated PPM/PGM"),
+        (b"P6\nfour 4\n255\n" + bytes(48), "Invalid PPM/PGM header"),
+        (b"P5\n2 2\n0\n" + bytes(4), "maxval must be in [1, 65535]"),
+    ],
+)
+def test_decode_netpbm_refuses_bad_files(encoded, message):
+    import tensorflow as tf
+
+    from stn_keras.export import decode_netpbm
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message.replace("[", r"\[")):
+        decode_netpbm(encoded)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "PPM"])
+def test_bytes_signature_matches_model_on_reference_images(exported, loaded, image_format):
+    import tensorflow as tf
+
+    model, _, _ = exported
+    encoded = [
+        encode_image((np.random.RandomState(seed).rand(*shape) * 255).astype(np.uint8), image_format)
+        # Enlarging, same size, shrinking, and both at once.
+        for seed, shape in ((1, (20, 13, 3)), (2, (28, 28, 3)), (3, (40, 33, 3)), (4, (14, 50, 3)))
+    ]
+    references = np.stack([reference_image(data, (28, 28), 1) for data in encoded])
+    outputs = loaded.signatures["predict_bytes"](image_bytes=tf.constant(encoded))
+    expected = model.predict(references, verbose=0)
+    tolerance = 1e-3 if image_format == "JPEG" else 1e-5
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=tolerance)
+    class_ids = outputs["class_ids"].numpy()
+    np.testing.assert_array_equal(class_ids, expected.argmax(axis=-1))
+    assert [name.decode() for name in outputs["class_names"].numpy()] == [
+        CLASS_NAMES[index] for index in class_ids
+    ]
+
+
+def test_bytes_signature_refuses_undecodable_bytes(loaded):
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        loaded.signatures["predict_bytes"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_model_without_transformer_has_no_transform_signature(tmp_path):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+
+    model = build_cnn()
+    assert export_saved_model(model, tmp_path / "1") == ["serving_default", "predict_bytes"]
+    outputs = tf.saved_model.load(str(tmp_path / "1")).signatures["predict_bytes"](
+        image_bytes=tf.constant([encode_image(np.zeros((16, 16), np.uint8), "PNG")])
+    )
+    # Default class names are the class indices.
+    assert outputs["class_names"].numpy()[0].decode() == str(outputs["class_ids"].numpy()[0])
+
+
+def test_input_range_maps_decoded_images(tmp_path):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+
+    model = build_cnn(input_shape=(8, 8, 1))
+    export_saved_model(model, tmp_path / "1", input_range=(-1.0, 1.0))
+    pixels = (np.random.RandomState(0).rand(8, 8) * 255).astype(np.uint8)
+    outputs = tf.saved_model.load(str(tmp_path / "1")).signatures["predict_bytes"](
+        image_bytes=tf.constant([encode_image(pixels, "PNG")])
+    )
+    expected = model.predict((pixels[None, ..., None] / 255.0 * 2.0 - 1.0).astype("float32"), verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+
+
+def test_two_channel_model_exports_without_bytes_signature(tmp_path, caplog):
+    from stn_keras.export import export_saved_model
+
+    model = build_cnn(input_shape=(8, 8, 2))
+    assert export_saved_model(model, tmp_path / "1") == ["serving_default"]
+    assert "takes 2 channels" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"class_names": ["a", "b"]}, "`class_names` must be 3 strings"),
+        ({"input_range": (1.0, 0.0)}, "`input_range` must be two numbers"),
+        ({"resize_method": "cubic"}, "Unknown resize_method"),
+        ({"probabilities_output": 2}, "`probabilities_output` must be an output name or an index in [0, 1)"),
+        ({"probabilities_output": "theta"}, "`probabilities_output` names no output"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path, arguments, message):
+    from stn_keras.export import export_saved_model
+
+    with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        export_saved_model(build_cnn(num_classes=3), tmp_path / "1", **arguments)
+
+
+@pytest.mark.parametrize("probabilities_output", [1, "probabilities"])
+def test_multi_output_model_exports_the_named_probabilities(tmp_path, probabilities_output):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+
+    st_cnn = build_st_cnn()
+    transformer = st_cnn.get_layer("spatial_transformer")
+    probabilities = keras.layers.Identity(name="probabilities")(st_cnn.outputs[0])
+    model = keras.Model(st_cnn.inputs, [transformer.output[1], probabilities])
+    export_saved_model(model, tmp_path / "1", probabilities_output=probabilities_output)
+    images = random_images(2, (28, 28, 1), seed=21)
+    outputs = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](
+        images=tf.constant(images)
+    )
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), model.predict(images, verbose=0)[1], atol=ATOL)
+
+
+def test_model_with_two_inputs_is_refused(tmp_path):
+    from stn_keras.export import export_saved_model
+
+    first, second = keras.Input((4, 4, 1)), keras.Input((4, 4, 1))
+    model = keras.Model([first, second], keras.layers.Add()([first, second]))
+    with pytest.raises(ValueError, match="exactly one image input"):
+        export_saved_model(model, tmp_path / "1")

@@ -1,0 +1,464 @@
+"""Tests of the TensorFlow Serving REST API server (serve.py, stn_keras.serving)."""
+
+import asyncio
+import base64
+import concurrent.futures
+import json
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from serving_helpers import CLASS_NAMES
+from serving_helpers import build_cnn
+from serving_helpers import build_st_cnn
+from serving_helpers import encode_image
+from serving_helpers import random_images
+from stn_keras.serving.server_process import ServerProcess
+
+ATOL = 1e-6
+MAX_BATCH_SIZE = 16
+MAX_BODY_BYTES = 400_000
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from stn_keras.export import export_saved_model
+
+    root = tmp_path_factory.mktemp("models")
+    st_cnn, cnn = build_st_cnn(), build_cnn()
+    export_saved_model(st_cnn, root / "st_cnn" / "1", class_names=CLASS_NAMES)
+    export_saved_model(cnn, root / "cnn" / "3")
+    return {"mnist": (st_cnn, root / "st_cnn"), "rgb": (cnn, root / "cnn")}
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    arguments = []
+    for name, (_, model_dir) in exported.items():
+        arguments += ["--model-dir", str(model_dir), "--model-name", name]
+    process = ServerProcess(
+        arguments + ["--max-batch-size", str(MAX_BATCH_SIZE), "--batch-timeout-ms", "5",
+                     "--max-body-bytes", str(MAX_BODY_BYTES)],
+        ready_model="mnist",
+    )
+    yield process
+    assert process.stop(), process.output()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as session:
+        yield session
+
+
+def predict(client, body, model="mnist"):
+    return client.post(f"/v1/models/{model}:predict", json=body)
+
+
+def b64(data):
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def assert_good_request_succeeds(client, exported):
+    images = random_images(2, (28, 28, 1), seed=99)
+    answer = predict(client, {"instances": images.tolist()})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(
+        answer.json()["predictions"], exported["mnist"][0].predict(images, verbose=0), atol=ATOL
+    )
+
+
+
+@pytest.mark.tensorflow_only
+def test_status_and_versions(client):
+    expected = {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]}
+    assert client.get("/v1/models/mnist").json() == expected
+    assert client.get("/v1/models/mnist/versions/1").json() == expected
+    assert client.get("/v1/models/rgb").json()["model_version_status"][0]["version"] == "3"
+    answer = client.get("/v1/models/mnist/versions/2")
+    assert answer.status_code == 404
+    assert "Specific(mnist, 2)" in answer.json()["error"]
+
+
+@pytest.mark.tensorflow_only
+def test_metadata_matches_the_saved_model_signatures(client, exported):
+    import tensorflow as tf
+
+    metadata = client.get("/v1/models/mnist/metadata").json()
+    assert metadata["model_spec"] == {"name": "mnist", "signature_name": "", "version": "1"}
+    assert client.get("/v1/models/mnist/versions/1/metadata").json() == metadata
+    served = metadata["metadata"]["signature_def"]["signature_def"]
+    loaded = tf.saved_model.load(str(exported["mnist"][1] / "1"))
+    assert set(loaded.signatures) <= set(served)
+    for name, function in loaded.signatures.items():
+        tensors = {
+            "inputs": function.structured_input_signature[1],
+            "outputs": function.structured_outputs,
+        }
+        assert served[name]["method_name"] == "tensorflow/serving/predict"
+        for side, specs in tensors.items():
+            assert set(served[name][side]) == set(specs)
+            for tensor_name, spec in specs.items():
+                info = served[name][side][tensor_name]
+                assert info["dtype"] == "DT_" + {"float32": "FLOAT", "int64": "INT64", "string": "STRING"}[spec.dtype.name]
+                sizes = [int(dim["size"]) for dim in info["tensor_shape"]["dim"]]
+                assert sizes == [-1 if size is None else size for size in spec.shape.as_list()]
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("request_format", ["instances", "named_instances", "inputs", "named_inputs"])
+def test_predict_equals_model_predict(client, exported, request_format):
+    images = random_images(3, (28, 28, 1), seed=11)
+    value = {
+        "instances": images.tolist(),
+        "named_instances": [{"images": image.tolist()} for image in images],
+        "inputs": images.tolist(),
+        "named_inputs": {"images": images.tolist()},
+    }[request_format]
+    key = "instances" if "instances" in request_format else "inputs"
+    answer = predict(client, {key: value})
+    assert answer.status_code == 200, answer.text
+    expected = exported["mnist"][0].predict(images, verbose=0)
+    result = answer.json()["predictions" if key == "instances" else "outputs"]
+    np.testing.assert_allclose(result, expected, atol=ATOL)
+
+
+@pytest.mark.tensorflow_only
+def test_second_model_is_served(client, exported):
+    images = random_images(2, (16, 16, 3), seed=12)
+    answer = predict(client, {"inputs": images.tolist()}, model="rgb")
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["outputs"], exported["rgb"][0].predict(images, verbose=0), atol=ATOL)
+
+
+def encoded_images():
+    return [
+        encode_image((np.random.RandomState(seed).rand(*shape) * 255).astype(np.uint8), image_format)
+        for seed, shape, image_format in (
+            (1, (20, 13, 3), "PNG"), (2, (28, 28), "PPM"), (3, (30, 22, 3), "JPEG"), (4, (9, 9, 3), "BMP")
+        )
+    ]
+
+
+@pytest.mark.tensorflow_only
+def test_binary_inputs_row_and_columnar(client, exported):
+    import tensorflow as tf
+
+    encoded = encoded_images()
+    loaded = tf.saved_model.load(str(exported["mnist"][1] / "1"))
+    expected = loaded.signatures["predict_bytes"](image_bytes=tf.constant(encoded))
+    row = predict(client, {"signature_name": "predict_bytes", "instances": [b64(data) for data in encoded]})
+    assert row.status_code == 200, row.text
+    predictions = row.json()["predictions"]
+    np.testing.assert_allclose([p["probabilities"] for p in predictions], expected["probabilities"].numpy(), atol=ATOL)
+    assert [p["class_ids"] for p in predictions] == expected["class_ids"].numpy().tolist()
+    assert [p["class_names"] for p in predictions] == [CLASS_NAMES[i] for i in expected["class_ids"].numpy()]
+    columnar = predict(
+        client, {"signature_name": "predict_bytes", "inputs": {"image_bytes": [b64(data) for data in encoded]}}
+    )
+    assert columnar.status_code == 200, columnar.text
+    outputs = columnar.json()["outputs"]
+    assert sorted(outputs) == ["class_ids", "class_names", "probabilities"]
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"].numpy(), atol=ATOL)
+
+
+@pytest.mark.tensorflow_only
+def test_spatial_transforms_signature(client, exported):
+    model = exported["mnist"][0]
+    images = random_images(2, (28, 28, 1), seed=13)
+    answer = predict(client, {"signature_name": "spatial_transforms", "inputs": images.tolist()})
+    assert answer.status_code == 200, answer.text
+    expected_images, expected_theta = keras.Model(
+        model.inputs, model.get_layer("spatial_transformer").output
+    ).predict(images, verbose=0)
+    outputs = answer.json()["outputs"]
+    np.testing.assert_allclose(outputs["spatial_transformer_theta"], expected_theta, atol=ATOL)
+    np.testing.assert_allclose(outputs["spatial_transformer_images"], expected_images, atol=ATOL)
+
+
+def image_list(shape=(28, 28, 1), count=1):
+    return random_images(count, shape, seed=0).tolist()
+
+
+BAD_REQUESTS = {
+    "invalid JSON": (b'{"instances": [1, 2', 400, "JSON Parse error"),
+    "not UTF-8": (b'{"instances": "\xff"}', 400, "not UTF-8"),
+    "not an object": (b"[1, 2]", 400, "must be a JSON object"),
+    "missing field": ({"signature_name": "serving_default"}, 400, "Missing 'inputs' or 'instances'"),
+    "unknown field": ({"instances": image_list(), "instance": 1}, 400, "Unknown field(s) ['instance']"),
+    "both formats": ({"instances": image_list(), "inputs": image_list()}, 400, "both 'instances' and 'inputs'"),
+    "instances not a list": ({"instances": 3}, 400, "'instances' must be a list"),
+    "instance with wrong keys": ({"instances": [{"pixels": 1}]}, 400, "keys ['pixels']; signature 'serving_default' expects the input names ['images']"),
+    "inputs with wrong keys": ({"inputs": {"pixels": 1}}, 400, "'inputs' is an object with keys ['pixels']"),
+    "wrong rank": ({"instances": image_list((28, 28))}, 400, "expects a DT_FLOAT tensor of shape (-1, 28, 28, 1) (-1: any size); received shape (1, 28, 28)"),
+    "wrong shape": ({"inputs": image_list((27, 28, 1))}, 400, "received shape (1, 27, 28, 1)"),
+    "ragged": ({"instances": [image_list()[0], image_list((27, 28, 1))[0]]}, 400, "ragged"),
+    "strings for floats": ({"instances": [[["a"] * 28] * 28]}, 400, "expects DT_FLOAT values; received strings"),
+    "booleans for floats": ({"instances": [[[[True]] * 28] * 28]}, 400, "received booleans"),
+    "null for floats": ({"instances": [[[[None]] * 28] * 28]}, 400, "received null, objects or a mix of types"),
+    "NaN": (json.dumps({"instances": [[[[float("nan")]] * 28] * 28]}).encode(), 400, "non-finite number (NaN, Infinity or beyond the DT_FLOAT range) at index (0, 0, 0, 0)"),
+    "beyond float32": ({"instances": [[[[0.0]] * 27 + [[1e39]]] * 28]}, 400, "non-finite number"),
+    "empty batch": ({"instances": []}, 400, "Empty batch"),
+    "empty columnar batch": ({"inputs": []}, 400, "Empty batch"),
+    "batch over the limit": ({"instances": image_list(count=MAX_BATCH_SIZE + 1)}, 400, f"batch of {MAX_BATCH_SIZE + 1} instances exceeds the maximum batch size of {MAX_BATCH_SIZE}"),
+    "body over the limit": (b" " * (MAX_BODY_BYTES + 1), 413, f"exceeds the limit of {MAX_BODY_BYTES} bytes"),
+    "undecodable image": ({"signature_name": "predict_bytes", "instances": [b64(b"no image here")]}, 400, "Unknown image file format"),
+    "truncated PPM": ({"signature_name": "predict_bytes", "instances": [b64(b"P6\n8 8\n255\n" + bytes(100))]}, 400, "Truncated PPM/PGM"),
+    "invalid base64": ({"signature_name": "predict_bytes", "instances": [{"b64": "@@@"}]}, 400, "invalid base64"),
+    "numbers for bytes": ({"signature_name": "predict_bytes", "instances": [1.0]}, 400, "expects strings or {\"b64\": \"...\"} objects (DT_STRING); received a JSON number"),
+    "unknown signature": ({"signature_name": "classify", "instances": image_list()}, 400, "Serving signature name: 'classify' not found in model 'mnist'"),
+    "signature name not a string": ({"signature_name": 1, "instances": image_list()}, 400, "'signature_name' must be a string"),
+}
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_request_is_refused_and_server_keeps_answering(client, exported, case):
+    body, status, message = BAD_REQUESTS[case]
+    if isinstance(body, bytes):
+        answer = client.post("/v1/models/mnist:predict", content=body,
+                             headers={"content-type": "application/json"})
+    else:
+        answer = predict(client, body)
+    assert answer.status_code == status, answer.text
+    assert list(answer.json()) == ["error"]
+    assert message in answer.json()["error"]
+    assert_good_request_succeeds(client, exported)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize(
+    "method, path, status, message",
+    [
+        ("POST", "/v1/models/lenet:predict", 404, "Servable not found for request: Latest(lenet)"),
+        ("GET", "/v1/models/lenet", 404, "Servable not found"),
+        ("GET", "/v1/models/lenet/metadata", 404, "Servable not found"),
+        ("POST", "/v1/models/mnist/versions/7:predict", 404, "Specific(mnist, 7)"),
+        ("POST", "/v1/models/mnist:classify", 404, "Unsupported request path /v1/models/mnist:classify"),
+        ("GET", "/v2/models", 404, "Not Found"),
+        ("DELETE", "/v1/models/mnist", 405, "Method Not Allowed"),
+    ],
+)
+def test_bad_url_is_refused(client, exported, method, path, status, message):
+    answer = client.request(method, path, json={"instances": image_list()})
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["error"]
+    assert_good_request_succeeds(client, exported)
+
+
+@pytest.mark.tensorflow_only
+def test_versioned_predict_url(client, exported):
+    images = random_images(1, (28, 28, 1), seed=14)
+    answer = client.post("/v1/models/mnist/versions/1:predict", json={"instances": images.tolist()})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["predictions"], exported["mnist"][0].predict(images, verbose=0), atol=ATOL)
+
+
+@pytest.mark.tensorflow_only
+def test_openapi_is_served(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/v1/models/{name}:predict" in paths
+    assert "/v1/models/{name}/metadata" in paths
+
+
+@pytest.mark.tensorflow_only
+def test_concurrent_burst_has_no_error_and_no_mismatch(server, exported):
+    import httpx
+
+    count, threads = 200, 16
+    images = random_images(count, (28, 28, 1), seed=15)
+    expected = exported["mnist"][0].predict(images, verbose=0)
+    local = threading.local()
+
+    def send(index):
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=server.url, timeout=60)
+        key = "instances" if index % 2 else "inputs"
+        answer = local.client.post("/v1/models/mnist:predict", json={key: images[index : index + 1].tolist()})
+        return index, answer.status_code, answer.json()
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(send, range(count)))
+    for index, status, body in results:
+        assert status == 200, body
+        result = body["predictions" if index % 2 else "outputs"]
+        np.testing.assert_allclose(result, expected[index : index + 1], atol=ATOL)
+
+
+@pytest.mark.tensorflow_only
+def test_bad_image_among_concurrent_requests_fails_alone(server, exported):
+    import httpx
+    import tensorflow as tf
+
+    encoded = encoded_images() * 3
+    bad_index = 5
+    encoded[bad_index] = b"not an image"
+    loaded = tf.saved_model.load(str(exported["mnist"][1] / "1"))
+
+    def send(index):
+        with httpx.Client(base_url=server.url, timeout=60) as session:
+            return session.post(
+                "/v1/models/mnist:predict",
+                json={"signature_name": "predict_bytes", "instances": [b64(encoded[index])]},
+            )
+
+    with concurrent.futures.ThreadPoolExecutor(len(encoded)) as pool:
+        answers = list(pool.map(send, range(len(encoded))))
+    for index, answer in enumerate(answers):
+        if index == bad_index:
+            assert answer.status_code == 400
+            assert "Unknown image file format" in answer.json()["error"]
+            continue
+        assert answer.status_code == 200, answer.text
+        expected = loaded.signatures["predict_bytes"](image_bytes=tf.constant(encoded[index : index + 1]))
+        np.testing.assert_allclose(
+            answer.json()["predictions"][0]["probabilities"], expected["probabilities"].numpy()[0], atol=ATOL
+        )
+
+
+@pytest.mark.tensorflow_only
+def test_sigterm_finishes_the_request_in_flight(exported):
+    import httpx
+
+    # A long batch timeout keeps the request waiting in the server.
+    process = ServerProcess(
+        ["--model-dir", str(exported["mnist"][1]), "--batch-timeout-ms", "2000"], ready_model="st_cnn"
+    )
+    images = random_images(1, (28, 28, 1), seed=16)
+    answers = []
+    sender = threading.Thread(
+        target=lambda: answers.append(
+            httpx.post(f"{process.url}/v1/models/st_cnn:predict", json={"instances": images.tolist()}, timeout=60)
+        )
+    )
+    sender.start()
+    time.sleep(0.7)
+    process.terminate()
+    sender.join(60)
+    assert process.stop(), process.output()
+    assert answers and answers[0].status_code == 200, answers
+    np.testing.assert_allclose(answers[0].json()["predictions"], exported["mnist"][0].predict(images, verbose=0), atol=ATOL)
+
+
+class FakeModel:
+    """Records the batch sizes of its calls; fails on a negative input."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, inputs):
+        self.calls.append(len(inputs["x"]))
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] * 2.0}
+
+
+def run_batcher(requests, max_batch_size=8, batch_timeout_s=0.05, model=None, max_concurrent_batches=1):
+    from stn_keras.serving.batcher import Batcher
+
+    model = model or FakeModel()
+
+    async def main():
+        with concurrent.futures.ThreadPoolExecutor(2) as executor:
+            batcher = Batcher(model, max_batch_size, batch_timeout_s, executor, max_concurrent_batches)
+            results = await asyncio.gather(
+                *(batcher.submit({"x": x}, len(x)) for x in requests), return_exceptions=True
+            )
+            await batcher.close()
+            return results
+
+    return model.calls, asyncio.run(main())
+
+
+def test_batcher_merges_concurrent_requests_and_splits_answers():
+    requests = [np.full((size, 2), index, "float32") for index, size in enumerate([1, 3, 2, 1])]
+    calls, results = run_batcher(requests)
+    assert calls == [7]
+    for request, result in zip(requests, results):
+        np.testing.assert_array_equal(result["y"], request * 2.0)
+
+
+def test_batcher_respects_max_batch_size():
+    requests = [np.full((3, 1), index, "float32") for index in range(5)]
+    calls, results = run_batcher(requests, max_batch_size=7)
+    assert calls == [6, 6, 3]
+    for request, result in zip(requests, results):
+        np.testing.assert_array_equal(result["y"], request * 2.0)
+
+
+def test_batcher_isolates_a_failing_request():
+    requests = [np.ones((1, 1), "float32"), -np.ones((1, 1), "float32"), np.full((2, 1), 3.0, "float32")]
+    calls, results = run_batcher(requests)
+    assert calls == [4, 1, 1, 2]
+    assert isinstance(results[1], ValueError)
+    np.testing.assert_array_equal(results[0]["y"], [[2.0]])
+    np.testing.assert_array_equal(results[2]["y"], [[6.0], [6.0]])
+
+
+class SlowModel(FakeModel):
+    """Takes 0.2 s per call and records how many calls overlap."""
+
+    def __init__(self):
+        super().__init__()
+        self.running = 0
+        self.most_running = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, inputs):
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        time.sleep(0.2)
+        with self.lock:
+            self.running -= 1
+        return super().__call__(inputs)
+
+
+@pytest.mark.parametrize("max_concurrent_batches", [1, 2])
+def test_batcher_runs_at_most_the_allowed_batches_at_once(max_concurrent_batches):
+    model = SlowModel()
+    requests = [np.full((4, 1), index, "float32") for index in range(4)]
+    calls, results = run_batcher(
+        requests, max_batch_size=4, batch_timeout_s=0.0, model=model,
+        max_concurrent_batches=max_concurrent_batches,
+    )
+    assert calls == [4, 4, 4, 4]
+    assert model.most_running == max_concurrent_batches
+    for request, result in zip(requests, results):
+        np.testing.assert_array_equal(result["y"], request * 2.0)
+
+
+def test_batcher_without_wait_runs_requests_as_they_come():
+    calls, results = run_batcher([np.ones((1, 1), "float32")] * 3, batch_timeout_s=0.0)
+    assert sum(calls) == 3
+    assert all(result["y"][0, 0] == 2.0 for result in results)
+
+
+def test_model_names_from_arguments():
+    import serve
+
+    assert serve.models_from_arguments(["runs/a/saved_model", "models/b/1"], None) == {
+        "a": "runs/a/saved_model", "b": "models/b/1"
+    }
+    assert serve.models_from_arguments(["x"], ["mnist"]) == {"mnist": "x"}
+    with pytest.raises(ValueError, match="one --model-name per --model-dir"):
+        serve.models_from_arguments(["x", "y"], ["mnist"])
+    with pytest.raises(ValueError, match=r"\['a'\] name several directories"):
+        serve.models_from_arguments(["one/a", "two/a"], None)
+
+
+@pytest.mark.tensorflow_only
+def test_missing_saved_model_is_reported(tmp_path):
+    from stn_keras.serving import ServedModel
+
+    with pytest.raises(ValueError, match="No SavedModel found in"):
+        ServedModel("empty", tmp_path)
+    with pytest.raises(ValueError, match="A model name may hold"):
+        ServedModel("a/b", tmp_path)
