@@ -32,8 +32,12 @@ test-%: setup
 demo: setup
 	KERAS_BACKEND=tensorflow $(BIN)/python -m stn_keras.demo
 
+# Performance figures recorded in docs/BENCHMARKS.md (not run by `make test`).
 bench: setup
 	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_sampler.py
+	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_distortions.py
+	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_online_distortion.py
+	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

@@ -28,6 +28,7 @@ from stn_keras import models
 from stn_keras.callbacks import AtomicBackupAndRestore
 from stn_keras.callbacks import TransformerImages
 from stn_keras.callbacks import tensorboard_available
+from stn_keras.export import export_saved_model
 
 logger = logging.getLogger(__name__)
 
@@ -375,16 +376,6 @@ def build_configured_model(config, image_shape, num_classes):
     )
 
 
-def export_saved_model(model, path):
-    """Exports ``model`` as a SavedModel for serving (``serving_default``).
-
-    The signature takes float32 images ``(None, H, W, C)`` in ``[0, 1]`` and
-    returns class probabilities. The one place runs export from.
-    """
-    model.export(str(path), format="tf_saved_model", verbose=False)
-    return path
-
-
 class TrainingInterrupted(KeyboardInterrupt):
     """Raised by the SIGINT/SIGTERM handler to stop ``model.fit`` at once."""
 
@@ -656,7 +647,9 @@ def train(config, dataset=None, callbacks=None):
     wall_time = time.perf_counter() - start
     epochs_run = len(history.epoch)
     best_model = keras.saving.load_model(run_dir / "model.keras")
-    export_saved_model(best_model, run_dir / "saved_model")
+    export_saved_model(
+        best_model, run_dir / "saved_model", class_names=dataset.class_names
+    )
     best, best_epoch = _best_from_history(history_path, monitor)
     result = TrainingResult(
         run_dir=run_dir,

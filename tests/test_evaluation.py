@@ -44,7 +44,7 @@ def keras_file(tmp_path_factory, dataset):
 
 @pytest.fixture(scope="module")
 def saved_model_dir(keras_file):
-    from stn_keras.training import export_saved_model
+    from stn_keras.export import export_saved_model
 
     path = keras_file.parent / "saved_model"
     export_saved_model(keras.saving.load_model(keras_file), path)
