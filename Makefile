@@ -34,10 +34,10 @@ demo: setup
 
 # Performance figures recorded in docs/BENCHMARKS.md (not run by `make test`).
 bench: setup
-	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_sampler.py
-	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_distortions.py
-	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_online_distortion.py
-	KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_serving.py
+	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_sampler.py
+	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_distortions.py
+	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_online_distortion.py
+	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs

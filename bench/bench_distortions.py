@@ -16,23 +16,12 @@ import time
 
 import keras
 
+from machine import cpu_model
 from stn_keras.data import DISTORTIONS
 from stn_keras.data import distort
 from stn_keras.data import load_dataset
 
 logger = logging.getLogger("bench_distortions")
-
-
-def cpu_model():
-    """The CPU model from /proc/cpuinfo, or "unknown CPU" elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def main():

@@ -15,7 +15,6 @@ without XLA (``jit_compile``); on JAX under ``jax.jit``.
 import argparse
 import logging
 import os
-import platform
 import sys
 import time
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from keras import ops
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from machine import cpu_model  # noqa: E402
 from stn_keras.ops import affine_grid  # noqa: E402
 from stn_keras.ops import bilinear_sample  # noqa: E402
 
@@ -130,17 +130,6 @@ def interleaved_seconds(steps, repeats, warmup=2):
     return [float(np.median(timing)) for timing in timings]
 
 
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -162,7 +151,7 @@ def main(argv=None):
         backend,
         keras.__version__,
         torch.__version__,
-        cpu_name(),
+        cpu_model(),
         os.cpu_count(),
     )
     variants = {

@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from machine import machine_description  # noqa: E402
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 logger = logging.getLogger("bench_serving")
@@ -204,16 +204,6 @@ def in_process_ceiling(model, export_dir, images, max_requests, time_limit_s):
             call_signature_in_batches, images
         ),
     }
-
-
-def machine_description():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as file:
-            cpu = next(line.split(":", 1)[1].strip() for line in file if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def main(argv=None):
