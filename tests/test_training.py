@@ -58,8 +58,11 @@ def finished_run(tmp_path_factory):
 
 def test_resolve_config_precedence(tmp_path):
     path = tmp_path / "experiment.yaml"
-    path.write_text("model: cnn\nbatch-size: 32\nepochs: 7\n")
+    path.write_text(
+        "model: cnn\nbatch-size: 32\nepochs: 7\ndistortion: rts\nonline-distortion: true\n"
+    )
     config = training.resolve_config({"epochs": 2}, path)
+    assert config["online_distortion"] is True  # from the file, hyphenated key
     assert config["model"] == "cnn"  # from the file
     assert config["batch_size"] == 32  # file, hyphenated key
     assert config["epochs"] == 2  # the command line wins
