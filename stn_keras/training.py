@@ -45,6 +45,12 @@ OPTIONS = {
         "distortion of the images (stn_keras.data.DISTORTIONS); unset or "
         "'none': undistorted",
     ),
+    "online_distortion": (
+        False,
+        "distort the training images afresh every epoch (as the paper "
+        "trained) instead of training on one fixed distortion; needs a "
+        "distortion",
+    ),
     "model": ("st_cnn", "model name (see docs/TRAINING.md)"),
     "transform": (None, "transformer's transform; unset means affine"),
     "loc_conv": (None, "localisation net convolutions; unset means conv"),
@@ -226,10 +232,12 @@ def validate_config(config):
         ("model", tuple(models.MODELS)),
     ):
         _check(config[name] in choices, name, f"one of {choices}", config[name])
-    for name in ("mixed_precision", "jit_compile", "resume"):
+    for name in ("online_distortion", "mixed_precision", "jit_compile", "resume"):
         _check(isinstance(config[name], bool), name, "true or false", config[name])
     for name in ("model_options", "data_options"):
         _check(isinstance(config[name], dict), name, "a mapping", config[name])
+    if config["online_distortion"]:
+        _check_online_distortion(config["distortion"], config["strategy"])
     models.check_transformer_options(
         config["model"],
         config["transform"],
@@ -328,6 +336,61 @@ def epoch_batches(images, labels, batch_size, seed, first_epoch, epochs):
     return dataset, steps_per_epoch
 
 
+def _check_online_distortion(distortion, strategy):
+    if distortion is None:
+        raise ValueError(
+            "`online_distortion` needs a distortion to draw afresh every "
+            "epoch: set `distortion` (e.g. rts) or turn online_distortion "
+            "off. Received: online_distortion=True, distortion=None"
+        )
+    if strategy == "mirrored":
+        # The online pipeline is a keras PyDataset, which this project has
+        # not verified under tf.distribute; refuse rather than guess.
+        raise ValueError(
+            "`online_distortion` is not supported with the mirrored "
+            "strategy. Use strategy=default or turn online_distortion off. "
+            "Received: online_distortion=True, strategy='mirrored'"
+        )
+
+
+def training_batches(config, dataset, first_epoch):
+    """The training input of epochs ``first_epoch .. epochs - 1``.
+
+    With ``online_distortion``, a ``BatchSequence`` drawing fresh
+    distortions of ``dataset.x_train_undistorted`` every epoch; otherwise
+    :func:`epoch_batches` of the fixed ``dataset.x_train``. Both depend only
+    on ``(seed, epoch)``, so a resumed run sees the uninterrupted run's
+    batches.
+
+    Returns:
+        ``(training data for model.fit, steps_per_epoch)``.
+    """
+    if not config["online_distortion"]:
+        return epoch_batches(
+            dataset.x_train,
+            dataset.y_train,
+            config["batch_size"],
+            config["seed"],
+            first_epoch,
+            config["epochs"],
+        )
+    from stn_keras.data import make_pipeline
+
+    _check_online_distortion(dataset.distortion, config["strategy"])
+    pipeline = make_pipeline(
+        dataset.x_train_undistorted,
+        dataset.y_train_undistorted,
+        config["batch_size"],
+        shuffle=True,
+        seed=config["seed"],
+        distortion=dataset.distortion,
+        num_classes=dataset.num_classes,
+        distortion_parameters=dataset.distortion_parameters,
+        first_epoch=first_epoch,
+    )
+    return pipeline, len(pipeline)
+
+
 def make_optimizer(config, steps_per_epoch):
     """The configured optimizer with its learning-rate schedule."""
     learning_rate = config["learning_rate"]
@@ -413,7 +476,9 @@ def saved_run_config(run_dir):
             f"Nothing to resume: '{path}' does not exist. Start the run "
             "without --resume."
         )
-    return json.loads(path.read_text())["config"]
+    # Settings added since the run started take their defaults, which
+    # reproduce what the run did.
+    return {**DEFAULTS, **json.loads(path.read_text())["config"]}
 
 
 def _prepare_run_dir(run_dir, resume):
@@ -575,14 +640,7 @@ def train(config, dataset=None, callbacks=None):
     monitor = "val_accuracy" if validation else "accuracy"
     backup = AtomicBackupAndRestore(run_dir / "backup")
     first_epoch = backup.initial_epoch() if config["resume"] else 0
-    train_data, steps_per_epoch = epoch_batches(
-        dataset.x_train,
-        dataset.y_train,
-        config["batch_size"],
-        config["seed"],
-        first_epoch,
-        config["epochs"],
-    )
+    train_data, steps_per_epoch = training_batches(config, dataset, first_epoch)
     strategy = make_strategy(config["strategy"])
     with strategy.scope():
         model = build_configured_model(
@@ -624,7 +682,15 @@ def train(config, dataset=None, callbacks=None):
             train_data,
             epochs=config["epochs"],
             initial_epoch=first_epoch,
-            steps_per_epoch=steps_per_epoch,
+            # epoch_batches is one stream of all epochs and needs the epoch
+            # length. A PyDataset is left to size its own epochs: Keras then
+            # opens each epoch's iterator only after the previous
+            # on_epoch_end, never one that could prefetch with a stale epoch.
+            steps_per_epoch=(
+                None
+                if isinstance(train_data, keras.utils.PyDataset)
+                else steps_per_epoch
+            ),
             validation_data=validation_data,
             validation_batch_size=config["batch_size"],
             callbacks=callbacks,

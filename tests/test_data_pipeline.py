@@ -59,6 +59,23 @@ def test_online_distortion_is_fresh_every_epoch_and_reproducible(digits):
     assert images.shape == (4, 42, 42, 2) and sums.max() <= 18
 
 
+def test_pipeline_started_at_epoch_k_continues_one_started_at_zero(digits):
+    x, y = digits.x_train[:10], digits.y_train[:10]
+    settings = {"batch_size": 4, "shuffle": True, "seed": 5, "distortion": "rts"}
+    from_zero = make_pipeline(x, y, **settings)
+    for _ in range(2):
+        from_zero.on_epoch_end()
+    from_two = make_pipeline(x, y, **settings, first_epoch=2)
+    assert from_two.epoch == 2
+    for index in range(len(from_zero)):
+        for expected, actual in zip(from_zero[index], from_two[index]):
+            np.testing.assert_array_equal(expected, actual)
+    from_two.on_epoch_end()
+    from_zero.on_epoch_end()
+    np.testing.assert_array_equal(from_zero[0][0], from_two[0][0])
+    assert not np.array_equal(from_zero[0][0], make_pipeline(x, y, **settings)[0][0])
+
+
 def test_fit_evaluate_predict_accept_the_pipeline(digits):
     x, y = digits.x_train[:64], digits.y_train[:64]
     model = keras.Sequential(
@@ -84,6 +101,7 @@ def test_fit_evaluate_predict_accept_the_pipeline(digits):
         ({"y": None, "distortion": "addition"}, "Distortion 'addition' needs labels `y`"),
         ({"distortion": "warp"}, "Received: distortion='warp'"),
         ({"num_classes": 0}, "Received: num_classes=0"),
+        ({"first_epoch": -1}, "`first_epoch` must be an int >= 0. Received: first_epoch=-1"),
     ],
 )
 def test_bad_arguments_are_rejected(arguments, message):

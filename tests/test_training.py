@@ -14,6 +14,7 @@ import pytest
 
 from stn_keras import training
 from tiny_data import tiny_dataset
+from tiny_data import tiny_distorted_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small, fast, deterministic settings for the tiny data set (96 images).
@@ -57,8 +58,11 @@ def finished_run(tmp_path_factory):
 
 def test_resolve_config_precedence(tmp_path):
     path = tmp_path / "experiment.yaml"
-    path.write_text("model: cnn\nbatch-size: 32\nepochs: 7\n")
+    path.write_text(
+        "model: cnn\nbatch-size: 32\nepochs: 7\ndistortion: rts\nonline-distortion: true\n"
+    )
     config = training.resolve_config({"epochs": 2}, path)
+    assert config["online_distortion"] is True  # from the file, hyphenated key
     assert config["model"] == "cnn"  # from the file
     assert config["batch_size"] == 32  # file, hyphenated key
     assert config["epochs"] == 2  # the command line wins
@@ -81,6 +85,17 @@ def test_resolve_config_precedence(tmp_path):
         ({"momentum": 1.5}, "`momentum` must be a number in [0, 1)"),
         ({"mixed_precision": "yes"}, "`mixed_precision` must be true or false"),
         ({"batchsize": 3}, "Unknown setting(s) ['batchsize'] in arguments"),
+        (
+            {"online_distortion": True},
+            "`online_distortion` needs a distortion to draw afresh every epoch: "
+            "set `distortion` (e.g. rts) or turn online_distortion off. "
+            "Received: online_distortion=True, distortion=None",
+        ),
+        (
+            {"online_distortion": True, "distortion": "rts", "strategy": "mirrored"},
+            "`online_distortion` is not supported with the mirrored strategy",
+        ),
+        ({"online_distortion": 1}, "`online_distortion` must be true or false"),
     ],
 )
 def test_bad_settings(overrides, message):
@@ -296,3 +311,62 @@ def test_tensorboard_gets_the_transformer_output_every_epoch(finished_run):
             for value in event.summary.value:
                 steps.setdefault(value.tag, []).append(event.step)
     assert steps == {"inputs": [0], "transformer": [1, 2, 3, 4]}
+
+
+ONLINE = {"online_distortion": True, "distortion": "rts", "model": "cnn", "epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def online_run(tmp_path_factory):
+    """An uninterrupted 3-epoch run on freshly distorted tiny data."""
+    run_dir = tmp_path_factory.mktemp("runs") / "online"
+    return training.train(tiny_config(run_dir, **ONLINE), tiny_distorted_dataset())
+
+
+@pytest.mark.tensorflow_only
+def test_online_distortion_trains_on_fresh_images_every_epoch(online_run):
+    saved = json.loads((online_run.run_dir / "config.json").read_text())
+    assert saved["config"]["online_distortion"] is True
+    assert len((online_run.run_dir / "history.csv").read_text().splitlines()) == 4
+    dataset = tiny_distorted_dataset()
+    config = tiny_config(online_run.run_dir, **ONLINE)
+    epoch_0, steps = training.training_batches(config, dataset, first_epoch=0)
+    epoch_1, _ = training.training_batches(config, dataset, first_epoch=1)
+    assert steps == len(epoch_0) == 2  # 32 images in batches of 16
+    images_0, labels_0 = epoch_0[0]
+    images_1, labels_1 = epoch_1[0]
+    assert images_0.shape == (16, 42, 42, 1) == images_1.shape
+    assert not np.array_equal(images_0, images_1)
+    # Neither is the fixed distortion of the training split.
+    fixed = dataset.x_train.astype("float32") / 255.0
+    assert not any(np.array_equal(image, fixed_image) for image in images_0 for fixed_image in fixed)
+
+
+@pytest.mark.tensorflow_only
+def test_online_distortion_needs_a_distorted_dataset(tmp_path):
+    with pytest.raises(ValueError, match="Received: online_distortion=True, distortion=None"):
+        training.train(tiny_config(tmp_path / "plain", **ONLINE), tiny_dataset())
+    assert not (tmp_path / "plain").exists()
+
+
+@pytest.mark.tensorflow_only
+def test_online_distortion_resumes_to_the_uninterrupted_result(tmp_path, online_run):
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(training.TrainingInterrupted):
+        training.train(
+            tiny_config(run_dir, **ONLINE),
+            tiny_distorted_dataset(),
+            callbacks=[SendSignalMidEpoch(signal.SIGTERM, epoch=1, batch=0)],
+        )
+    assert json.loads((run_dir / "backup" / "state.json").read_text())["epoch"] == 1
+    training.train(tiny_config(run_dir, resume=True, **ONLINE), tiny_distorted_dataset())
+    assert (run_dir / "history.csv").read_text() == (
+        online_run.run_dir / "history.csv"
+    ).read_text()
+
+
+def test_saved_config_of_an_older_run_gets_new_settings_defaults(tmp_path):
+    older = {key: value for key, value in training.DEFAULTS.items() if key != "online_distortion"}
+    (tmp_path / "config.json").write_text(json.dumps({"config": {**older, "epochs": 3}}))
+    saved = training.saved_run_config(tmp_path)
+    assert saved["online_distortion"] is False and saved["epochs"] == 3

@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from stn_keras.data import distort
+
 
 @dataclasses.dataclass(frozen=True)
 class TinyDataset:
@@ -21,6 +23,9 @@ class TinyDataset:
     source: dict = dataclasses.field(
         default_factory=lambda: {"name": "tiny", "sha256": "synthetic"}
     )
+    x_train_undistorted: np.ndarray = None
+    y_train_undistorted: np.ndarray = None
+    distortion_parameters: dict = dataclasses.field(default_factory=dict)
 
 
 def shapes(count, size=28, channels=1, seed=0):
@@ -60,4 +65,28 @@ def tiny_dataset(train=96, val=32, test=48, size=28, channels=1, seed=0):
         num_classes=3,
         class_names=("horizontal", "vertical", "square"),
         image_shape=(size, size, channels),
+    )
+
+
+def tiny_distorted_dataset(distortion="rts", train=32, val=16, test=16, seed=0):
+    """:func:`tiny_dataset` with every split distorted once, like
+    ``load_dataset(..., distortion=...)``, keeping the undistorted training
+    split for online distortion."""
+    plain = tiny_dataset(train, val, test, seed=seed)
+    splits = {}
+    for offset, split in enumerate(("train", "val", "test")):
+        result = distort(
+            getattr(plain, f"x_{split}"),
+            distortion,
+            seed=[seed, offset],
+            labels=getattr(plain, f"y_{split}"),
+        )
+        splits[f"x_{split}"], splits[f"y_{split}"] = result.images, result.labels
+    return dataclasses.replace(
+        plain,
+        **splits,
+        image_shape=splits["x_train"].shape[1:],
+        distortion=distortion,
+        x_train_undistorted=plain.x_train,
+        y_train_undistorted=plain.y_train,
     )

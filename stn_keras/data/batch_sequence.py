@@ -25,12 +25,16 @@ class BatchSequence(keras.utils.PyDataset):
         distortion_parameters: the distortion's parameters (paper defaults
             when empty).
         num_classes: when given, labels outside ``[0, num_classes)`` raise.
+        first_epoch: the epoch the sequence starts at; a sequence started at
+            epoch ``k`` yields the batches another yields after ``k`` calls
+            of ``on_epoch_end`` (for resuming a run).
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size`` of
             ``keras.utils.PyDataset``.
     """
 
     def __init__(self, x, y, batch_size, shuffle=False, seed=0, distortion=None,
-                 distortion_parameters=None, num_classes=None, **kwargs):
+                 distortion_parameters=None, num_classes=None, first_epoch=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.x = x
         self.y = y
@@ -40,7 +44,7 @@ class BatchSequence(keras.utils.PyDataset):
         self.distortion = distortion
         self.distortion_parameters = dict(distortion_parameters or {})
         self.num_classes = num_classes
-        self.epoch = 0
+        self.epoch = first_epoch
         self._order = self._epoch_order()
 
     def _epoch_order(self):

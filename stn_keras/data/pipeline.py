@@ -8,7 +8,8 @@ from stn_keras.validation import check_int
 
 
 def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
-                  num_classes=None, distortion_parameters=None, **kwargs):
+                  num_classes=None, distortion_parameters=None, first_epoch=0,
+                  **kwargs):
     """Returns batches of float32 images in [0, 1] and int labels.
 
     The result is a ``keras.utils.PyDataset`` (``BatchSequence``), accepted by
@@ -25,6 +26,9 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         num_classes: when given, labels outside ``[0, num_classes)`` raise.
         distortion_parameters: the distortion's parameters (paper defaults
             when empty), e.g. ``Dataset.distortion_parameters``.
+        first_epoch: the epoch to start at (shuffling and distortions of
+            epoch ``e`` depend on ``(seed, e)`` only), so a run resumed at
+            epoch ``k`` sees the batches the uninterrupted run saw.
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``.
 
     Returns:
@@ -32,6 +36,7 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         when ``y`` is ``None``.
     """
     batch_size = check_int("batch_size", batch_size, 1)
+    first_epoch = check_int("first_epoch", first_epoch, 0)
     x = np.asarray(x)
     if x.ndim != 4 or len(x) == 0:
         raise ValueError(
@@ -60,5 +65,6 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         distortion=distortion,
         distortion_parameters=distortion_parameters,
         num_classes=num_classes,
+        first_epoch=first_epoch,
         **kwargs,
     )
