@@ -3,8 +3,9 @@
 :func:`evaluate` runs a trained model (a ``.keras`` file or an exported
 SavedModel directory) on one split of a data set and writes, to an output
 directory, ``metrics.json``, ``confusion_matrix.csv``,
-``confusion_matrix.png``, ``misclassified.png`` and, for ``.keras`` models
-with a spatial transformer, ``st_samples.png``.
+``confusion_matrix.png``, ``misclassified.png`` and, for models with a
+spatial transformer on their input, ``st_samples.png`` (from a SavedModel
+through its ``spatial_transforms`` signature and transformer metadata).
 """
 
 import csv
@@ -42,15 +43,29 @@ PROBABILITY_EPSILON = 1e-7
 class TrainedModel:
     """A loaded model: how to predict, its shapes and identity.
 
-    ``keras_model`` is the full Keras model for ``.keras`` files (its
-    transformers can be visualised) and ``None`` for SavedModels.
+    ``transformer_views`` maps a float batch to the
+    :class:`TransformerView` of each transformer that samples the model's
+    input (an empty list for a model without one), or is ``None`` when the
+    model cannot say (a SavedModel exported without transformer metadata).
     """
 
     predict: object
     input_shape: tuple
     num_classes: int
     identity: dict
-    keras_model: object = None
+    transformer_views: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerView:
+    """What one spatial transformer did to a batch, to draw it."""
+
+    name: str
+    transform: str
+    align_corners: bool
+    tps_grid_shape: tuple
+    images: np.ndarray
+    theta: np.ndarray
 
 
 def _sha256(path):
@@ -108,7 +123,7 @@ def load_trained_model(path, batch_size=256):
         input_shape=tuple(model.input_shape[1:]),
         num_classes=int(model.output_shape[-1]),
         identity=identity,
-        keras_model=model,
+        transformer_views=lambda images: _keras_transformer_views(model, images),
     )
 
 
@@ -140,12 +155,68 @@ def _load_saved_model(path, batch_size):
         "format": "saved_model",
         "sha256": _sha256(path / "saved_model.pb"),
     }
+    input_shape = tuple(input_spec.shape[1:])
     return TrainedModel(
         predict=_batched(predict, batch_size),
-        input_shape=tuple(input_spec.shape[1:]),
+        input_shape=input_shape,
         num_classes=int(output_spec.shape[-1]),
         identity=identity,
+        transformer_views=_saved_model_transformer_views(
+            loaded, path, input_shape
+        ),
     )
+
+
+def _keras_transformer_views(model, images):
+    transformers = models.spatial_transformers(model)
+    input_shape = tuple(model.input_shape[1:])
+    if not transformers:
+        return []
+    outputs = models.transformer_model(model).predict(images, verbose=0)
+    return [
+        TransformerView(
+            name=layer.name,
+            transform=layer.transform,
+            align_corners=layer.align_corners,
+            tps_grid_shape=tuple(layer.tps_grid_shape),
+            images=np.asarray(outputs[2 * index], "float32"),
+            theta=np.asarray(outputs[2 * index + 1], "float32"),
+        )
+        for index, layer in enumerate(transformers)
+        if tuple(layer.input.shape[1:]) == input_shape
+    ]
+
+
+def _saved_model_transformer_views(loaded, path, input_shape):
+    """Views from the export's transforms signature and its metadata file."""
+    from stn_keras import export
+
+    if export.TRANSFORMS_SIGNATURE not in loaded.signatures:
+        return lambda images: []
+    metadata_path = path / export.TRANSFORMERS_METADATA
+    if not metadata_path.is_file():
+        return None
+    metadata = json.loads(metadata_path.read_text())
+    signature = loaded.signatures[export.TRANSFORMS_SIGNATURE]
+
+    def views(images):
+        import tensorflow as tf
+
+        outputs = signature(tf.constant(images, tf.float32))
+        return [
+            TransformerView(
+                name=entry["name"],
+                transform=entry["transform"],
+                align_corners=entry["align_corners"],
+                tps_grid_shape=tuple(entry["tps_grid_shape"]),
+                images=outputs[f"{entry['name']}_images"].numpy(),
+                theta=outputs[f"{entry['name']}_theta"].numpy(),
+            )
+            for entry in metadata
+            if tuple(entry["input_shape"]) == input_shape
+        ]
+
+    return views
 
 
 def _run_dir(model_path):
@@ -292,36 +363,26 @@ def _sample_indices(labels, count):
     return np.asarray(chosen, dtype="int64")
 
 
-def plot_transformer_samples(model, images, labels, predictions, class_names, path):
-    """``st_samples.png`` for the transformers that sample the model's input.
+def plot_transformer_samples(views, images, labels, predictions, class_names, path):
+    """``st_samples.png`` from the :class:`TransformerView` list of a batch.
 
-    Returns the path, or ``None`` when the model has no such transformer.
+    Returns the path, or ``None`` when there is no transformer to draw.
     """
-    transformers = models.spatial_transformers(model)
-    input_shape = tuple(model.input_shape[1:])
-    sampling_input = [
-        index
-        for index, layer in enumerate(transformers)
-        if tuple(layer.input.shape[1:]) == input_shape
-    ]
-    if not sampling_input:
+    if not views:
         return None
-    outputs = models.transformer_model(model).predict(images, verbose=0)
-    transformed, outlines = [], []
-    for index in sampling_input:
-        layer = transformers[index]
-        output_images, theta = outputs[2 * index], outputs[2 * index + 1]
-        transformed.append((layer.name, np.asarray(output_images, "float32")))
-        outlines.append(
-            visualization.sampled_region_outline(
-                layer.transform,
-                theta,
-                tuple(output_images.shape[1:3]),
-                input_shape[:2],
-                align_corners=layer.align_corners,
-                tps_grid_shape=layer.tps_grid_shape,
-            )
+    input_size = tuple(images.shape[1:3])
+    transformed = [(view.name, view.images) for view in views]
+    outlines = [
+        visualization.sampled_region_outline(
+            view.transform,
+            view.theta,
+            tuple(view.images.shape[1:3]),
+            input_size,
+            align_corners=view.align_corners,
+            tps_grid_shape=view.tps_grid_shape,
         )
+        for view in views
+    ]
     return visualization.plot_transformer_samples(
         path, images, transformed, outlines, predictions, labels, class_names
     )
@@ -385,15 +446,16 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
         probabilities.max(axis=-1),
         class_names,
     )
-    if trained.keras_model is None:
+    if trained.transformer_views is None:
         logger.info(
-            "A SavedModel exposes only its probabilities: st_samples.png needs "
-            "the .keras model."
+            "The SavedModel has no transformer metadata (%s): re-export it "
+            "with stn_keras.export.export_saved_model to get st_samples.png.",
+            "assets.extra/spatial_transformers.json",
         )
     else:
         chosen = _sample_indices(labels, num_samples)
         written = plot_transformer_samples(
-            trained.keras_model,
+            trained.transformer_views(float_images[chosen]),
             float_images[chosen],
             np.asarray(labels)[chosen],
             predictions[chosen],

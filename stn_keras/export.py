@@ -20,7 +20,9 @@ This module needs TensorFlow (SavedModel is a TensorFlow format); it imports
 it inside the functions so that ``import stn_keras`` works on every backend.
 """
 
+import json
 import logging
+from pathlib import Path
 
 import keras
 
@@ -31,6 +33,9 @@ logger = logging.getLogger(__name__)
 SERVING_DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "predict_bytes"
 TRANSFORMS_SIGNATURE = "spatial_transforms"
+# What the transforms signature cannot say (which transform, which grid
+# convention), for drawing sampled regions; TF Serving ignores assets.extra.
+TRANSFORMERS_METADATA = "assets.extra/spatial_transformers.json"
 IMAGES_INPUT = "images"
 BYTES_INPUT = "image_bytes"
 RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3")
@@ -164,8 +169,27 @@ def export_saved_model(
         )
         signatures.append(TRANSFORMS_SIGNATURE)
     archive.write_out(str(export_dir), verbose=False)
+    if transformers:
+        _write_transformers_metadata(transformers, export_dir)
     logger.info("Exported SavedModel with %s to %s", signatures, export_dir)
     return signatures
+
+
+def _write_transformers_metadata(transformers, export_dir):
+    """Writes each transformer's settings next to the SavedModel."""
+    metadata = [
+        {
+            "name": layer.name,
+            "transform": layer.transform,
+            "align_corners": layer.align_corners,
+            "tps_grid_shape": list(layer.tps_grid_shape),
+            "input_shape": list(keras.Operation.input.fget(layer).shape[1:]),
+        }
+        for _, layer in transformers
+    ]
+    path = Path(export_dir) / TRANSFORMERS_METADATA
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metadata, indent=2))
 
 
 def _as_list(outputs):

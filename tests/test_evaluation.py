@@ -148,12 +148,47 @@ def test_saved_model_signature_has_a_dynamic_batch(saved_model_dir):
 def test_evaluate_a_saved_model(tmp_path, keras_file, saved_model_dir, dataset):
     from_keras = evaluation.evaluate(keras_file, dataset, tmp_path / "keras")
     from_saved = evaluation.evaluate(saved_model_dir, dataset, tmp_path / "saved")
-    for name in REPORTS:
-        assert (tmp_path / "saved" / name).exists()
-    assert not (tmp_path / "saved" / "st_samples.png").exists()
+    for name in (*REPORTS, "st_samples.png"):
+        assert (tmp_path / "saved" / name).stat().st_size > 0, name
     assert from_saved["accuracy"] == from_keras["accuracy"]
     assert from_saved["loss"] == pytest.approx(from_keras["loss"], rel=1e-5)
     assert from_saved["model"]["format"] == "saved_model"
+
+
+@pytest.mark.tensorflow_only
+def test_saved_model_transformer_views_equal_the_keras_models(
+    keras_file, saved_model_dir, dataset
+):
+    images = dataset.x_test[:5] / 255.0
+    from_keras = evaluation.load_trained_model(keras_file).transformer_views(images)
+    from_saved = evaluation.load_trained_model(saved_model_dir).transformer_views(
+        images
+    )
+    assert [view.name for view in from_saved] == [view.name for view in from_keras]
+    assert len(from_keras) == 1
+    for saved, direct in zip(from_saved, from_keras):
+        assert (saved.transform, saved.align_corners, saved.tps_grid_shape) == (
+            direct.transform,
+            direct.align_corners,
+            direct.tps_grid_shape,
+        )
+        np.testing.assert_allclose(saved.theta, direct.theta, atol=1e-5)
+        np.testing.assert_allclose(saved.images, direct.images, atol=1e-5)
+
+
+@pytest.mark.tensorflow_only
+def test_saved_model_without_transformer_metadata_skips_st_samples(
+    tmp_path, saved_model_dir, dataset
+):
+    from stn_keras import export
+
+    copy = tmp_path / "saved_model"
+    shutil.copytree(saved_model_dir, copy)
+    (copy / export.TRANSFORMERS_METADATA).unlink()
+    assert evaluation.load_trained_model(copy).transformer_views is None
+    evaluation.evaluate(copy, dataset, tmp_path / "eval")
+    assert (tmp_path / "eval" / "metrics.json").exists()
+    assert not (tmp_path / "eval" / "st_samples.png").exists()
 
 
 def test_wrong_shaped_data_names_both_shapes(tmp_path, keras_file):
