@@ -1,31 +1,11 @@
-"""A tiny, learnable in-memory data set shaped like ``stn_keras.data``'s."""
+"""A tiny, learnable in-memory `stn_keras.data.Dataset` for fast tests."""
 
 import dataclasses
 
 import numpy as np
 
+from stn_keras.data import Dataset
 from stn_keras.data import distort
-
-
-@dataclasses.dataclass(frozen=True)
-class TinyDataset:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    class_names: tuple
-    image_shape: tuple
-    name: str = "tiny"
-    distortion: str = None
-    source: dict = dataclasses.field(
-        default_factory=lambda: {"name": "tiny", "sha256": "synthetic"}
-    )
-    x_train_undistorted: np.ndarray = None
-    y_train_undistorted: np.ndarray = None
-    distortion_parameters: dict = dataclasses.field(default_factory=dict)
 
 
 def shapes(count, size=28, channels=1, seed=0):
@@ -51,20 +31,25 @@ def shapes(count, size=28, channels=1, seed=0):
 
 
 def tiny_dataset(train=96, val=32, test=48, size=28, channels=1, seed=0):
-    """A :class:`TinyDataset` of :func:`shapes` with three classes."""
+    """A ``stn_keras.data`` :class:`Dataset` of :func:`shapes`, 3 classes."""
     x_train, y_train = shapes(train, size, channels, seed)
     x_val, y_val = shapes(val, size, channels, seed + 1)
     x_test, y_test = shapes(test, size, channels, seed + 2)
-    return TinyDataset(
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        x_test,
-        y_test,
+    return Dataset(
+        name="tiny",
+        distortion=None,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
         num_classes=3,
-        class_names=("horizontal", "vertical", "square"),
+        class_names=["horizontal", "vertical", "square"],
         image_shape=(size, size, channels),
+        source={"name": "tiny", "sha256": "synthetic"},
+        x_train_undistorted=x_train,
+        y_train_undistorted=y_train,
     )
 
 
