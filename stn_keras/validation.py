@@ -48,3 +48,30 @@ def check_int(name, value, minimum):
             f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_image_batch(
+    images, labels=None, images_name="images", labels_name="labels",
+    allow_empty=True,
+):
+    """Returns ``(images, labels)`` as numpy arrays after checking their shapes.
+
+    ``images`` must be a rank-4 batch ``(N, height, width, channels)`` (and
+    not empty unless ``allow_empty``); ``labels``, when given, one per image.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or (not allow_empty and len(images) == 0):
+        kind = "a batch" if allow_empty else "a non-empty batch"
+        raise ValueError(
+            f"`{images_name}` must be {kind} of images (N, height, width, "
+            f"channels). Received: {images_name}.shape={images.shape}"
+        )
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != images.shape[:1]:
+            raise ValueError(
+                f"`{labels_name}` must have one entry per image. Received: "
+                f"{images_name}.shape={images.shape}, "
+                f"{labels_name}.shape={labels.shape}"
+            )
+    return images, labels

@@ -185,6 +185,17 @@ def test_sigterm_keeps_last_epoch_and_resume_gives_the_same_result(
     ).read_text()
 
 
+def run_training_script(script):
+    """Runs ``script`` in a fresh TensorFlow-backend Python process."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 @pytest.mark.tensorflow_only
 def test_killed_subprocess_resumes_to_the_uninterrupted_result(tmp_path, finished_run):
     run_dir = tmp_path / "killed"
@@ -199,13 +210,7 @@ def test_killed_subprocess_resumes_to_the_uninterrupted_result(tmp_path, finishe
                        callbacks=[SendSignalMidEpoch(signal.SIGKILL)])
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_training_script(script)
     assert completed.returncode == -signal.SIGKILL, completed.stderr[-2000:]
     assert json.loads((run_dir / "backup" / "state.json").read_text())["epoch"] == 2
     with pytest.raises(ValueError, match="already holds a run. Pass --resume"):
@@ -269,13 +274,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                        tiny_dataset())
         """
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_training_script(script)
     assert completed.returncode == 0, completed.stderr[-3000:]
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["num_replicas"] == 2

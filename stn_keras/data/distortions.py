@@ -38,6 +38,7 @@ from stn_keras.data.distortion_result import DistortionResult
 from stn_keras.ops import make_grid
 from stn_keras.ops import bilinear_sample
 from stn_keras.ops import tps_control_points
+from stn_keras.validation import check_image_batch
 from stn_keras.validation import check_int
 from stn_keras.validation import check_int_pair
 
@@ -453,19 +454,7 @@ def distort(images, distortion, seed=0, labels=None, compile_sampler=None, **par
             f"Unknown parameter(s) {unknown} for distortion {distortion!r}. "
             f"Expected some of {sorted(allowed)}. Received: {params!r}"
         )
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(
-            "`images` must be a batch (N, height, width, channels). "
-            f"Received: images.shape={images.shape}"
-        )
-    if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != images.shape[:1]:
-            raise ValueError(
-                "`labels` must have one entry per image. Received: "
-                f"labels.shape={labels.shape}, images.shape={images.shape}"
-            )
+    images, labels = check_image_batch(images, labels)
     if distortion == "addition" and labels is None:
         raise ValueError("Distortion 'addition' needs `labels`: its label is the sum.")
     rng = np.random.default_rng(seed)

@@ -1,9 +1,9 @@
 """Input pipelines for ``model.fit``, ``evaluate`` and ``predict``."""
 
-import numpy as np
 
 from stn_keras.data.batch_sequence import BatchSequence
 from stn_keras.data.distortions import check_distortion
+from stn_keras.validation import check_image_batch
 from stn_keras.validation import check_int
 
 
@@ -37,19 +37,7 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
     """
     batch_size = check_int("batch_size", batch_size, 1)
     first_epoch = check_int("first_epoch", first_epoch, 0)
-    x = np.asarray(x)
-    if x.ndim != 4 or len(x) == 0:
-        raise ValueError(
-            "`x` must be a non-empty batch of images (N, height, width, "
-            f"channels). Received: x.shape={x.shape}"
-        )
-    if y is not None:
-        y = np.asarray(y)
-        if y.shape != x.shape[:1]:
-            raise ValueError(
-                "`y` must hold one label per image. Received: "
-                f"x.shape={x.shape}, y.shape={y.shape}"
-            )
+    x, y = check_image_batch(x, y, "x", "y", allow_empty=False)
     if distortion is not None:
         check_distortion(distortion)
         if distortion == "addition" and y is None:
