@@ -1,5 +1,7 @@
 """Argument checks shared by the functions and layers, with clear errors."""
 
+import math
+
 import numpy as np
 
 
@@ -41,13 +43,67 @@ def check_int_pair(name, value, minimum, meaning, allow_single=False):
     return tuple(int(size) for size in pair)
 
 
-def check_int(name, value, minimum):
-    """Returns ``value`` as an int >= ``minimum``, else raises a ValueError."""
-    if not _is_int(value) or value < minimum:
+def check_int(name, value, minimum, maximum=None):
+    """Returns ``value`` as an int in ``[minimum, maximum]``, else raises.
+
+    ``maximum=None`` leaves the int unbounded above. bools are refused: a
+    ``True`` where a count belongs is a mistake, not 1.
+    """
+    if (
+        not _is_int(value)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = (
+            f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        )
         raise ValueError(
-            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
+            f"`{name}` must be an int {bounds}. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_number(name, value, minimum=None, maximum=None, exclusive_minimum=False,
+                 exclusive_maximum=False):
+    """Returns ``value`` as a finite float within the given bounds, else raises.
+
+    ``minimum``/``maximum`` are inclusive unless ``exclusive_minimum`` /
+    ``exclusive_maximum``; ``None`` leaves that side open. bools are refused.
+    """
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not (
+        isinstance(value, bool)
+    )
+    valid = is_number and math.isfinite(value)
+    if valid and minimum is not None:
+        valid = value > minimum if exclusive_minimum else value >= minimum
+    if valid and maximum is not None:
+        valid = value < maximum if exclusive_maximum else value <= maximum
+    if not valid:
+        bounds = []
+        if minimum is not None:
+            bounds.append(f"{'>' if exclusive_minimum else '>='} {minimum}")
+        if maximum is not None:
+            bounds.append(f"{'<' if exclusive_maximum else '<='} {maximum}")
+        expected = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+        raise ValueError(
+            f"`{name}` must be {expected}. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_choice(name, value, choices, what=None, allow_none=False):
+    """Returns ``value`` if it is one of ``choices``, else raises a ValueError.
+
+    ``what`` names the kind of thing in the message ("Unknown padding mode");
+    it defaults to ``name``. ``allow_none`` also accepts ``None``.
+    """
+    if (allow_none and value is None) or value in tuple(choices):
+        return value
+    or_none = " or None" if allow_none else ""
+    raise ValueError(
+        f"Unknown {what or name}. Expected one of {tuple(choices)}{or_none}. "
+        f"Received: {name}={value!r}"
+    )
 
 
 def check_image_batch(
