@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import os
 
 import numpy as np
 
@@ -22,11 +23,11 @@ DEFAULT_VAL_SIZES = {"mnist": 10000, "fashion_mnist": 10000, "digits": 180, "gts
 DIGITS_TEST_SIZE = 360
 # The reader options each data set accepts, with their defaults.
 READER_OPTIONS = {
-    "mnist": {"download": True},
-    "fashion_mnist": {"download": True},
+    "mnist": {"download": None},
+    "fashion_mnist": {"download": None},
     "digits": {},
     "gtsrb": {
-        "download": True,
+        "download": None,
         "crop_to_roi": False,
         "on_error": "raise",
         "require_test": False,
@@ -196,6 +197,12 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
         raise ValueError(
             f"{name} images are 28x28; `image_size` must be None or 28. "
             f"Received: image_size={image_size!r}"
+        )
+    if name == "digits" and data_dir is not None:
+        raise ValueError(
+            "The digits data set ships with scikit-learn and reads no data "
+            "directory: drop --data-dir (or choose a data set that lives "
+            f"there, such as mnist). Received: data_dir={os.fspath(data_dir)!r}"
         )
     reader_options, distortion_options = _split_options(name, distortion, options)
     val_size = DEFAULT_VAL_SIZES[name] if val_size is None else val_size

@@ -353,7 +353,7 @@ def load_gtsrb(
     crop_to_roi=False,
     on_error="raise",
     require_test=False,
-    download=True,
+    download=None,
     cache=True,
 ):
     """Reads GTSRB's training and (when present) test images.
@@ -367,7 +367,8 @@ def load_gtsrb(
             file, or ``"skip"`` to leave them out and log their exact count.
         require_test: fail when the test split is missing instead of
             returning it empty.
-        download: whether missing archives may be downloaded.
+        download: whether missing archives may be downloaded (``None``: only
+            into the default data directory).
         cache: read and write the decoded arrays from the cache.
 
     Returns:

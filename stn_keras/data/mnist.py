@@ -51,7 +51,7 @@ CLASS_NAMES = {
 SOURCES = ("auto", "idx", "tfds")
 
 
-def load_idx_splits(name, data_dir=None, download=True):
+def load_idx_splits(name, data_dir=None, download=None):
     """Reads the train and test splits of ``name`` from its four IDX files.
 
     Returns:
@@ -93,7 +93,7 @@ def load_tfds_splits(name, data_dir=None):
     return arrays[0], arrays[1], [{"tfds": name, "data_dir": data_dir}]
 
 
-def load_splits(name, data_dir=None, source="auto", download=True):
+def load_splits(name, data_dir=None, source="auto", download=None):
     """Train and test splits of MNIST or Fashion-MNIST from ``source``.
 
     Args:
@@ -101,7 +101,8 @@ def load_splits(name, data_dir=None, source="auto", download=True):
         data_dir: the data directory (see ``paths.resolve_data_dir``).
         source: ``"idx"`` (the IDX files, downloaded when missing),
             ``"tfds"`` (tensorflow_datasets) or ``"auto"`` (IDX).
-        download: whether missing IDX files may be downloaded.
+        download: whether missing IDX files may be downloaded (``None``: only
+            into the default data directory).
     """
     if source not in SOURCES:
         raise ValueError(
