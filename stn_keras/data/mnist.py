@@ -4,6 +4,7 @@ import numpy as np
 
 from stn_keras.data import idx
 from stn_keras.data import paths
+from stn_keras.validation import check_choice
 
 IDX_FILE_NAMES = (
     "train-images-idx3-ubyte.gz",
@@ -104,11 +105,7 @@ def load_splits(name, data_dir=None, source="auto", download=None):
         download: whether missing IDX files may be downloaded (``None``: only
             into the default data directory).
     """
-    if source not in SOURCES:
-        raise ValueError(
-            f"Unknown source for {name}. Expected one of {SOURCES}. "
-            f"Received: source={source!r}"
-        )
+    check_choice("source", source, SOURCES, f"source for {name}")
     if source == "tfds":
         return load_tfds_splits(name, data_dir)
     return load_idx_splits(name, data_dir, download)
