@@ -51,7 +51,7 @@ def _add_flag(parser, name, option):
             metavar="KEY=VALUE",
             help=f"{option.help}; repeatable (default: none)",
         )
-    elif isinstance(option.default, bool):
+    elif isinstance(option.default, bool) or option.boolean_flag:
         parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
     elif name == "mixed_precision":
         # A bare --mixed-precision picks the policy for the device.

@@ -88,6 +88,14 @@ def _mixed_precision(name, value):
     return check_choice(name, value, MIXED_PRECISION, "mixed precision policy")
 
 
+def _jit_compile(name, value):
+    if value == "auto":
+        return value
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be 'auto' or a bool. Received: {name}={value!r}")
+    return value
+
+
 def _distortion(name, value):
     from stn_keras.data import DISTORTIONS
 
@@ -126,6 +134,7 @@ class Option:
     check: object
     choices: tuple = None
     flag_type: object = None
+    boolean_flag: bool = False
 
 
 OPTIONS = {
@@ -214,7 +223,14 @@ OPTIONS = {
         _mixed_precision,
         choices=MIXED_PRECISION,
     ),
-    "jit_compile": Option(False, "compile the train step with XLA", check_bool),
+    "jit_compile": Option(
+        "auto",
+        "compile the train step: auto (Keras' choice: XLA on JAX, and on "
+        "TensorFlow when the model allows; torch runs eagerly), or "
+        "--jit-compile / --no-jit-compile to force it on or off",
+        _jit_compile,
+        boolean_flag=True,
+    ),
     "strategy": Option(
         "default",
         "default (one device); mirrored (TensorFlow: all local GPUs, or all "

@@ -133,6 +133,17 @@ def import_tensorflow():
     return import_quietly("tensorflow")
 
 
+def set_random_seed(seed):
+    """Seeds Python, numpy and the backend (``keras.utils.set_random_seed``).
+
+    Keras also seeds TensorFlow whenever it is installed, importing it under
+    any backend: import it quietly first.
+    """
+    if tensorflow_available():
+        import_tensorflow()
+    keras.utils.set_random_seed(seed)
+
+
 def mixed_precision_policy(setting, devices):
     """The Keras dtype policy for the ``mixed_precision`` setting.
 

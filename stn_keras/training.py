@@ -233,9 +233,15 @@ def _validation_data(dataset, num_replicas):
     if num_replicas == 1:
         return images, labels
     # Batches must split evenly over the replicas: pad with copies of the
-    # last image that weigh nothing in the metrics.
-    padding = -len(images) % num_replicas
-    weights = np.concatenate([np.ones(len(images)), np.zeros(padding)]).astype("float32")
+    # last image that weigh nothing. Keras averages the loss over every
+    # entry, padding included, so the real images weigh (N + padding) / N:
+    # val_loss is then the mean over the N real images, and the weighted
+    # accuracy is unchanged by the uniform scale.
+    count = len(images)
+    padding = -count % num_replicas
+    weights = np.concatenate(
+        [np.full(count, (count + padding) / count), np.zeros(padding)]
+    ).astype("float32")
     return (
         np.concatenate([images, np.repeat(images[-1:], padding, axis=0)]),
         np.concatenate([labels, np.repeat(labels[-1:], padding)]),
@@ -335,7 +341,7 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
     logger.info("Training on %s, policy %s", devices.describe(), policy)
     print(f"Device: {devices.describe()}", flush=True)
 
-    keras.utils.set_random_seed(config["seed"])
+    runtime.set_random_seed(config["seed"])
     backup = AtomicBackupAndRestore(run_dir.backup_path)
     first_epoch = backup.initial_epoch() if config["resume"] else 0
     train_data = training_batches(config, dataset, first_epoch, distribution.num_replicas)
@@ -351,7 +357,9 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
             model.compile(
                 optimizer=make_optimizer(config, train_data.steps_per_epoch),
                 loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
+                # Weighted, so padding that evens out data-parallel
+                # validation batches (weight 0) does not count.
+                weighted_metrics=["accuracy"],
                 jit_compile=config["jit_compile"],
             )
             if not config["resume"]:

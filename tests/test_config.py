@@ -56,6 +56,7 @@ def test_every_option_has_a_valid_default_and_help():
             "Received: online_distortion=True, distortion=None",
         ),
         ({"online_distortion": 1}, "`online_distortion` must be a bool"),
+        ({"jit_compile": "xla"}, "`jit_compile` must be 'auto' or a bool. Received: jit_compile='xla'"),
         ({"model": "cnn", "transform": "tps"}, "Model 'cnn' has no spatial transformer"),
     ],
 )
