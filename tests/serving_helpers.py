@@ -1,4 +1,4 @@
-"""Helpers shared by test_export.py and test_serving.py: tiny models and encoded images."""
+"""Helpers shared by the export and serving tests and bench/soak_serving.py: tiny models, encoded images, image bombs."""
 
 import io
 
@@ -74,4 +74,53 @@ def encode_image(pixels, image_format):
         return header + pixels.astype(np.uint8).tobytes()
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, image_format)
+    return buffer.getvalue()
+
+
+def png_bomb(height=20000, width=20000):
+    """A valid grey PNG of ``height x width`` zeros: a few hundred KB that decode to gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # Filter byte 0, then the row's samples.
+    compressed = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", compressed)
+            + chunk(b"IEND", b""))
+
+
+def oversized_image(image_format, height=20000, width=20000):
+    """A small image whose header declares ``height x width`` pixels (JPEG, GIF, BMP, PPM)."""
+    import struct
+
+    pixels = (np.random.RandomState(0).rand(20, 13, 3) * 255).astype(np.uint8)
+    if image_format == "PPM":
+        return b"P6\n%d %d\n255\n" % (width, height) + pixels.tobytes()
+    encoded = encode_image(pixels[..., 0] if image_format == "GIF" else pixels, image_format)
+    if image_format == "JPEG":
+        offset, layout, values = encoded.index(b"\xff\xc0") + 5, ">HH", (height, width)
+    elif image_format == "GIF":
+        offset, layout, values = 6, "<HH", (width, height)
+    elif image_format == "BMP":
+        offset, layout, values = 18, "<ii", (width, -height)
+    else:
+        raise ValueError(f"Unknown image_format. Received: image_format={image_format!r}")
+    size = struct.calcsize(layout)
+    return encoded[:offset] + struct.pack(layout, *values) + encoded[offset + size:]
+
+
+def animated_gif(frames, shape=(12, 10)):
+    """A GIF of ``frames`` different grey frames of ``shape``."""
+    from PIL import Image
+
+    images = [
+        Image.fromarray((np.random.RandomState(seed).rand(*shape) * 255).astype(np.uint8))
+        for seed in range(frames)
+    ]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=50)
     return buffer.getvalue()

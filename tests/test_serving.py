@@ -243,13 +243,35 @@ def test_bad_request_is_refused_and_server_keeps_answering(client, exported, cas
         ("POST", "/v1/models/mnist/versions/7:predict", 404, "Specific(mnist, 7)"),
         ("POST", "/v1/models/mnist:classify", 404, "Unsupported request path /v1/models/mnist:classify"),
         ("GET", "/v2/models", 404, "Not Found"),
-        ("DELETE", "/v1/models/mnist", 405, "Method Not Allowed"),
+        ("DELETE", "/v1/models/mnist", 405, "DELETE /v1/models/mnist: model status and metadata answer GET only"),
+        ("POST", "/v1/models/mnist/metadata", 405, "answer GET only"),
+        ("GET", "/v1/models/mnist:predict", 405, "GET /v1/models/mnist:predict: a predict request must be a POST"),
+        ("GET", "/v1/models/mnist/versions/1:predict", 405, "must be a POST"),
+        ("PUT", "/v1/models/lenet:predict", 405, "must be a POST"),
+        ("GET", "/v1/models/mnist/versions/1/extra", 404, "Unsupported request path"),
+        ("GET", "/docs", 404, "Not Found"),
     ],
 )
 def test_bad_url_is_refused(client, exported, method, path, status, message):
     answer = client.request(method, path, json={"instances": image_list()})
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
+    if status == 405:
+        assert answer.headers["allow"] in ("GET", "POST")
+    assert_good_request_succeeds(client, exported)
+
+
+@pytest.mark.tensorflow_only
+def test_dot_dot_path_is_not_found(server, client, exported):
+    import http.client
+
+    # Sent as is: HTTP clients would resolve the dot segments first.
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("GET", "/v1/models/../../etc/passwd")
+    answer = connection.getresponse()
+    assert answer.status == 404
+    assert "Unsupported request path /v1/models/../../etc/passwd" in json.loads(answer.read())["error"]
+    connection.close()
     assert_good_request_succeeds(client, exported)
 
 
@@ -262,7 +284,9 @@ def test_versioned_predict_url(client, exported):
 
 
 @pytest.mark.tensorflow_only
-def test_openapi_is_served(client):
+def test_openapi_is_served_without_a_docs_page(client):
+    # /docs would load Swagger UI from a CDN: blank offline, so not served.
+    assert client.get("/docs").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v1/models/{name}:predict" in paths
     assert "/v1/models/{name}/metadata" in paths
@@ -442,7 +466,7 @@ def test_batcher_without_wait_runs_requests_as_they_come():
 
 
 def test_model_names_from_arguments():
-    import serve
+    from stn_keras.serving import cli as serve
 
     assert serve.models_from_arguments(["runs/a/saved_model", "models/b/1"], None) == {
         "a": "runs/a/saved_model", "b": "models/b/1"
