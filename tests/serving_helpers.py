@@ -1,5 +1,6 @@
 """Helpers shared by the export and serving tests and bench/soak_serving.py: tiny models, encoded images, image bombs."""
 
+import functools
 import io
 
 import numpy as np
@@ -77,6 +78,7 @@ def encode_image(pixels, image_format):
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=4)
 def png_bomb(height=20000, width=20000):
     """A valid grey PNG of ``height x width`` zeros: a few hundred KB that decode to gigabytes."""
     import struct
