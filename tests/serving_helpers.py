@@ -126,3 +126,34 @@ def animated_gif(frames, shape=(12, 10)):
     buffer = io.BytesIO()
     images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=50)
     return buffer.getvalue()
+
+
+def b64(data):
+    """A binary value of a TensorFlow Serving JSON request."""
+    import base64
+
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def send_bombs_in_parallel(server, count=8, model="mnist"):
+    """Sends ``count`` 20000 x 20000 PNG bombs to ``predict_bytes`` at once.
+
+    Returns:
+        ``(answers, rss_growth)``: the httpx responses and how much the
+        server's resident memory grew meanwhile, in bytes.
+    """
+    import concurrent.futures
+
+    import httpx
+    import psutil
+
+    process = psutil.Process(server.process.pid)
+    body = {"signature_name": "predict_bytes", "instances": [b64(png_bomb(20000, 20000))]}
+    before = process.memory_info().rss
+
+    def send(_):
+        return httpx.post(f"{server.url}/v1/models/{model}:predict", json=body, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(send, range(count)))
+    return answers, process.memory_info().rss - before

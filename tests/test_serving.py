@@ -1,7 +1,6 @@
 """Tests of the TensorFlow Serving REST API server (serve.py, stn_keras.serving)."""
 
 import asyncio
-import base64
 import concurrent.futures
 import json
 import threading
@@ -15,10 +14,12 @@ from serving_helpers import CLASS_NAMES
 from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
 from serving_helpers import animated_gif
+from serving_helpers import b64
 from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
 from serving_helpers import random_images
+from serving_helpers import send_bombs_in_parallel
 from stn_keras.serving.server_process import ServerProcess
 
 ATOL = 1e-6
@@ -64,9 +65,6 @@ def client(server):
 def predict(client, body, model="mnist"):
     return client.post(f"/v1/models/{model}:predict", json=body)
 
-
-def b64(data):
-    return {"b64": base64.b64encode(data).decode("ascii")}
 
 
 def assert_good_request_succeeds(client, exported):
@@ -502,30 +500,14 @@ def test_missing_saved_model_is_reported(tmp_path):
 
 @pytest.mark.tensorflow_only
 def test_parallel_bombs_are_refused_in_bounded_memory(server, client, exported):
-    psutil = pytest.importorskip("psutil")
-
-    process = psutil.Process(server.process.pid)
+    pytest.importorskip("psutil")
     assert_good_request_succeeds(client, exported)
-    before = process.memory_info().rss
-    body = {"signature_name": "predict_bytes", "instances": [b64(png_bomb(20000, 20000))]}
-
-    def send(_):
-        with httpx_client(server) as session:
-            return session.post("/v1/models/mnist:predict", json=body)
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(send, range(8)))
+    answers, rss_growth = send_bombs_in_parallel(server)
     assert [answer.status_code for answer in answers] == [400] * 8
     assert all("20000 x 20000" in answer.json()["error"] for answer in answers)
     # Decoding one of them would take 400 MB (8 bits x 20000 x 20000) or more.
-    assert process.memory_info().rss - before < 300 * 2**20
+    assert rss_growth < 300 * 2**20
     assert_good_request_succeeds(client, exported)
-
-
-def httpx_client(server):
-    import httpx
-
-    return httpx.Client(base_url=server.url, timeout=60)
 
 
 def corrupt_copy(source, destination, damage):

@@ -6,8 +6,6 @@ would write it: the server then knows no per-image limit, and with a huge
 --max-request-pixels the bombs reach the graph's own header check.
 """
 
-import base64
-import concurrent.futures
 import json
 import socket
 import time
@@ -15,11 +13,13 @@ import time
 import numpy as np
 import pytest
 
+from serving_helpers import b64
 from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
 from serving_helpers import random_images
+from serving_helpers import send_bombs_in_parallel
 from stn_keras.serving.server_process import ServerProcess
 
 pytestmark = pytest.mark.tensorflow_only
@@ -63,9 +63,6 @@ def client(server):
         yield session
 
 
-def b64(data):
-    return {"b64": base64.b64encode(data).decode("ascii")}
-
 
 def assert_good_request_succeeds(client, exported):
     images = random_images(2, (28, 28, 1), seed=5)
@@ -104,22 +101,13 @@ def test_bombs_are_refused_by_the_graph(client, exported, encoded, declared):
 
 
 def test_parallel_bombs_in_the_graph_keep_memory_bounded(server, client, exported):
-    psutil = pytest.importorskip("psutil")
-
-    process = psutil.Process(server.process.pid)
+    pytest.importorskip("psutil")
     assert_good_request_succeeds(client, exported)
-    before = process.memory_info().rss
-    body = {"signature_name": "predict_bytes", "instances": [b64(png_bomb(20000, 20000))]}
-
-    def send(_):
-        import httpx
-
-        return httpx.post(f"{server.url}/v1/models/mnist:predict", json=body, timeout=60)
-
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        statuses = [answer.status_code for answer in pool.map(send, range(8))]
-    assert statuses == [400] * 8
-    assert process.memory_info().rss - before < 300 * 2**20
+    answers, rss_growth = send_bombs_in_parallel(server)
+    assert [answer.status_code for answer in answers] == [400] * 8
+    assert all("20000 x 20000" in answer.json()["error"] for answer in answers)
+    # Decoding one of them would take 400 MB (8 bits x 20000 x 20000) or more.
+    assert rss_growth < 300 * 2**20
     assert_good_request_succeeds(client, exported)
 
 
