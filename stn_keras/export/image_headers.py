@@ -174,61 +174,79 @@ def declared_size(encoded):
     )
     header = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)
 
-    def integer(offset, size, big_endian):
-        order = range(size) if big_endian else reversed(range(size))
-        value = tf.constant(0, tf.int64)
-        for index in order:
-            value = value * 256 + header[offset + index]
-        return value
-
-    def signed_32(value):
-        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
-
     def starts_with(magic):
         return tf.equal(tf.strings.substr(encoded, 0, len(magic)), magic)
 
-    def png():
-        return tf.stack([integer(20, 4, True), integer(16, 4, True), 1])
-
-    def gif():
-        # Every image descriptor follows a block terminator, except a first
-        # one right after the global colour table.
-        length = tf.strings.length(encoded)
-        first = tf.minimum(
-            13 + tf.cast(
-                tf.where(header[10] >= 128, 3 * 2 ** (header[10] % 8 + 1), 0), tf.int32
-            ),
-            length,
-        )
-        blocks = tf.strings.substr(encoded, first, length - first)
-        separators = tf.size(tf.strings.split(blocks, GIF_FRAME_SEPARATOR)) - 1
-        leading = tf.cast(tf.equal(tf.strings.substr(encoded, first, 1), ","), tf.int32)
-        frames = tf.cast(tf.maximum(separators + leading, 1), tf.int64)
-        return tf.stack([integer(8, 2, False), integer(6, 2, False), frames])
-
-    def bmp():
-        height = signed_32(integer(22, 4, False))
-        return tf.stack([height, signed_32(integer(18, 4, False)), 1])
-
-    def jpeg():
-        shape = tf.io.extract_jpeg_shape(encoded, output_type=tf.int32)
-        return tf.concat([tf.cast(shape[:2], tf.int64), [1]], axis=0)
-
-    def netpbm():
-        _, width, height, _, _ = netpbm_header(encoded)
-        return tf.cast(tf.stack([height, width, 1]), tf.int64)
-
+    is_netpbm = tf.strings.regex_full_match(tf.strings.substr(encoded, 0, 2), "P[56]")
     return tf.case(
         [
-            (starts_with(PNG_MAGIC), png),
-            (starts_with(JPEG_MAGIC), jpeg),
-            (starts_with(GIF_MAGIC), gif),
-            (starts_with(BMP_MAGIC), bmp),
-            (tf.strings.regex_full_match(tf.strings.substr(encoded, 0, 2), "P[56]"), netpbm),
+            (starts_with(PNG_MAGIC), lambda: _graph_png_size(header)),
+            (starts_with(JPEG_MAGIC), lambda: _graph_jpeg_size(encoded)),
+            (starts_with(GIF_MAGIC), lambda: _graph_gif_size(encoded, header)),
+            (starts_with(BMP_MAGIC), lambda: _graph_bmp_size(header)),
+            (is_netpbm, lambda: _graph_netpbm_size(encoded)),
         ],
         default=lambda: tf.zeros([3], tf.int64),
         exclusive=True,
     )
+
+
+def _graph_integer(header, offset, size, big_endian):
+    """The unsigned integer of ``size`` header bytes at ``offset``, as int64."""
+    import tensorflow as tf
+
+    order = range(size) if big_endian else reversed(range(size))
+    value = tf.constant(0, tf.int64)
+    for index in order:
+        value = value * 256 + header[offset + index]
+    return value
+
+
+def _graph_png_size(header):
+    import tensorflow as tf
+
+    height = _graph_integer(header, 20, 4, big_endian=True)
+    return tf.stack([height, _graph_integer(header, 16, 4, big_endian=True), 1])
+
+
+def _graph_jpeg_size(encoded):
+    import tensorflow as tf
+
+    shape = tf.io.extract_jpeg_shape(encoded, output_type=tf.int32)
+    return tf.concat([tf.cast(shape[:2], tf.int64), [1]], axis=0)
+
+
+def _graph_gif_size(encoded, header):
+    import tensorflow as tf
+
+    # Every image descriptor follows a block terminator, except a first one
+    # right after the global colour table.
+    length = tf.strings.length(encoded)
+    colour_table = tf.where(header[10] >= 128, 3 * 2 ** (header[10] % 8 + 1), 0)
+    first = tf.minimum(13 + tf.cast(colour_table, tf.int32), length)
+    blocks = tf.strings.substr(encoded, first, length - first)
+    separators = tf.size(tf.strings.split(blocks, GIF_FRAME_SEPARATOR)) - 1
+    leading = tf.cast(tf.equal(tf.strings.substr(encoded, first, 1), ","), tf.int32)
+    frames = tf.cast(tf.maximum(separators + leading, 1), tf.int64)
+    height = _graph_integer(header, 8, 2, big_endian=False)
+    return tf.stack([height, _graph_integer(header, 6, 2, big_endian=False), frames])
+
+
+def _graph_bmp_size(header):
+    import tensorflow as tf
+
+    def signed_32(value):
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    height = signed_32(_graph_integer(header, 22, 4, big_endian=False))
+    return tf.stack([height, signed_32(_graph_integer(header, 18, 4, big_endian=False)), 1])
+
+
+def _graph_netpbm_size(encoded):
+    import tensorflow as tf
+
+    _, width, height, _, _ = netpbm_header(encoded)
+    return tf.cast(tf.stack([height, width, 1]), tf.int64)
 
 
 def check_declared_size(encoded, max_image_pixels):
