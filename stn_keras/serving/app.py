@@ -8,6 +8,7 @@ import json
 import logging
 import re
 
+from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.serving.batcher import Batcher
 from stn_keras.serving.image_limits import check_image_sizes
 from stn_keras.serving.request_parsing import format_predict_response
@@ -50,7 +51,7 @@ PREDICT_REQUEST_SCHEMA = {
     "properties": {
         "signature_name": {
             "type": "string",
-            "description": "Signature to call; serving_default when absent.",
+            "description": f"Signature to call; {SERVING_DEFAULT_SIGNATURE} when absent.",
         },
         "instances": {
             "type": "array",
