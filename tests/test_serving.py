@@ -96,6 +96,8 @@ def test_metadata_matches_the_saved_model_signatures(client, exported):
 
     metadata = client.get("/v1/models/mnist/metadata").json()
     assert metadata["model_spec"] == {"name": "mnist", "signature_name": "", "version": "1"}
+    options = metadata["metadata"]["export_options"]
+    assert options["max_image_pixels"] == 16777216 and options["class_names"] == CLASS_NAMES
     assert client.get("/v1/models/mnist/versions/1/metadata").json() == metadata
     served = metadata["metadata"]["signature_def"]["signature_def"]
     loaded = tf.saved_model.load(str(exported["mnist"][1] / "1"))
