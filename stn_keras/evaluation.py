@@ -25,6 +25,9 @@ from stn_keras import config as run_config
 from stn_keras import models
 from stn_keras import visualization
 from stn_keras.data import as_float_images
+from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
+from stn_keras.export.names import TRANSFORMERS_METADATA
+from stn_keras.export.names import TRANSFORMS_SIGNATURE
 from stn_keras.run_dir import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -139,7 +142,7 @@ def _load_saved_model(path, batch_size):
 
     try:
         loaded = tf.saved_model.load(str(path))
-        signature = loaded.signatures["serving_default"]
+        signature = loaded.signatures[SERVING_DEFAULT_SIGNATURE]
     except Exception as error:
         raise ValueError(
             f"Cannot load SavedModel '{path}' with a serving_default "
@@ -191,15 +194,13 @@ def _keras_transformer_views(model, images):
 
 def _saved_model_transformer_views(loaded, path, input_shape):
     """Views from the export's transforms signature and its metadata file."""
-    from stn_keras import export
-
-    if export.TRANSFORMS_SIGNATURE not in loaded.signatures:
+    if TRANSFORMS_SIGNATURE not in loaded.signatures:
         return lambda images: []
-    metadata_path = path / export.TRANSFORMERS_METADATA
+    metadata_path = path / TRANSFORMERS_METADATA
     if not metadata_path.is_file():
         return None
     metadata = json.loads(metadata_path.read_text())
-    signature = loaded.signatures[export.TRANSFORMS_SIGNATURE]
+    signature = loaded.signatures[TRANSFORMS_SIGNATURE]
 
     def views(images):
         import tensorflow as tf

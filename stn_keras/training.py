@@ -279,27 +279,19 @@ def _fit(model, config, train_data, validation_data, first_epoch, callbacks):
             signal.signal(number, handler)
 
 
-def export_best_model(run_dir, class_names):
-    """Writes ``saved_model/`` from ``model.keras`` when TensorFlow allows.
+def export_best_model(run_dir):
+    """Writes ``saved_model/`` from ``model.keras`` when this process can.
 
     Returns whether it was written; otherwise logs how to export later.
     """
-    from stn_keras.export import export_saved_model
+    from stn_keras.export import export_run
+    from stn_keras.export import saved_model_export_available
 
-    if keras.backend.backend() != "tensorflow" or not runtime.tensorflow_available():
-        logger.info(
-            "No saved_model/ from the %s backend (a SavedModel needs "
-            "TensorFlow). Export it on a machine with TensorFlow: "
-            "KERAS_BACKEND=tensorflow python -m stn_keras.export %s",
-            keras.backend.backend(),
-            run_dir.path,
-        )
+    available, reason = saved_model_export_available()
+    if not available:
+        logger.info("No saved_model/ written: %s (RUN_DIR: %s)", reason, run_dir.path)
         return False
-    export_saved_model(
-        keras.saving.load_model(run_dir.model_path),
-        run_dir.saved_model_path,
-        class_names=class_names,
-    )
+    export_run(run_dir.path)
     return True
 
 
@@ -410,5 +402,5 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
         images_per_second=len(train_data.x) * epochs_run / max(wall_time, 1e-9),
         num_parameters=model.count_params(),
         device=devices.describe(),
-        saved_model_exported=export_best_model(run_dir, dataset.class_names),
+        saved_model_exported=export_best_model(run_dir),
     )

@@ -8,15 +8,12 @@ turns it into ``RUN_DIR/saved_model`` wherever TensorFlow is installed.
 import importlib.util
 import json
 import logging
-from pathlib import Path
-
 import keras
+
+from stn_keras.run_dir import RunDirectory
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-SAVED_MODEL_DIR = "saved_model"
 CLASS_NAMES_KEY = "class_names"
 
 
@@ -69,7 +66,7 @@ def export_run(run_dir, **options):
     available, reason = saved_model_export_available()
     if not available:
         raise ValueError(reason)
-    run_dir = Path(run_dir)
+    run_dir = RunDirectory(run_dir)
     model_path, class_names = _run_files(run_dir)
     try:
         model = keras.saving.load_model(model_path)
@@ -77,25 +74,25 @@ def export_run(run_dir, **options):
         raise ValueError(
             f"Cannot load '{model_path}': {type(error).__name__}: {error}"
         ) from error
-    export_dir = run_dir / SAVED_MODEL_DIR
+    export_dir = run_dir.saved_model_path
     signatures = export_saved_model(model, export_dir, class_names=class_names, **options)
     return export_dir, signatures
 
 
 def _run_files(run_dir):
     """The run's model path and class names, or a ValueError naming what is missing."""
-    if not run_dir.is_dir():
-        raise ValueError(f"Run directory not found: '{run_dir}'.")
-    model_path = run_dir / MODEL_FILE
+    if not run_dir.path.is_dir():
+        raise ValueError(f"Run directory not found: '{run_dir.path}'.")
+    model_path = run_dir.model_path
     if not model_path.is_file():
         raise ValueError(
-            f"No {MODEL_FILE} in '{run_dir}': pass the directory of a "
+            f"No {model_path.name} in '{run_dir.path}': pass the directory of a "
             "finished training run."
         )
-    config_path = run_dir / CONFIG_FILE
+    config_path = run_dir.config_path
     if not config_path.is_file():
         raise ValueError(
-            f"No {CONFIG_FILE} in '{run_dir}': the class names of the "
+            f"No {config_path.name} in '{run_dir.path}': the class names of the "
             f"SavedModel are read from its {CLASS_NAMES_KEY!r} key."
         )
     try:
