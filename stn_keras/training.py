@@ -295,6 +295,99 @@ def export_best_model(run_dir):
     return True
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """Everything a run has settled before its model is built."""
+
+    config: dict
+    run_dir: RunDirectory
+    dataset: object
+    distribution: runtime.Distribution
+    devices: runtime.DeviceInfo
+    policy: str
+    backup: AtomicBackupAndRestore
+    first_epoch: int
+    train_data: object
+    history_rows: list
+    monitor: str
+
+
+def plan_run(config, dataset=None):
+    """Checks what a run needs, loads its data and prepares its directory.
+
+    Everything that can refuse the run (settings, backend, data, a run
+    directory that is taken or cannot be written) does so here, before a
+    model is built or a file written.
+    """
+    run_dir = RunDirectory(config["output_dir"])
+    run_dir.check_can_start(config["resume"])
+    distribution = runtime.make_distribution(config["strategy"])
+    if config["batch_size"] % distribution.num_replicas:
+        raise ValueError(
+            f"`batch_size` must be a multiple of the {distribution.num_replicas} "
+            f"replicas of strategy {config['strategy']!r}. Received: "
+            f"batch_size={config['batch_size']}"
+        )
+    if dataset is None:
+        dataset = load_data(config)
+    devices = runtime.describe_devices()
+    backup = AtomicBackupAndRestore(run_dir.backup_path)
+    first_epoch = backup.initial_epoch() if config["resume"] else 0
+    train_data = training_batches(config, dataset, first_epoch, distribution.num_replicas)
+    run_dir.check_writable()
+    return RunPlan(
+        config=config,
+        run_dir=run_dir,
+        dataset=dataset,
+        distribution=distribution,
+        devices=devices,
+        policy=runtime.mixed_precision_policy(config["mixed_precision"], devices),
+        backup=backup,
+        first_epoch=first_epoch,
+        train_data=train_data,
+        history_rows=run_dir.truncate_history(first_epoch) if config["resume"] else [],
+        monitor="val_accuracy" if len(dataset.x_val) else "accuracy",
+    )
+
+
+def compile_and_fit(plan, callbacks=None):
+    """Builds, compiles and fits the model of ``plan``; returns it and its history."""
+    config, dataset = plan.config, plan.dataset
+    with plan.distribution.scope():
+        model = build_configured_model(config, dataset.image_shape, dataset.num_classes)
+        model.compile(
+            optimizer=make_optimizer(config, plan.train_data.steps_per_epoch),
+            loss="sparse_categorical_crossentropy",
+            # Weighted, so padding that evens out data-parallel validation
+            # batches (weight 0) does not count.
+            weighted_metrics=["accuracy"],
+            jit_compile=config["jit_compile"],
+        )
+        if not config["resume"]:
+            plan.run_dir.write_config(
+                run_record(config, dataset, model, plan.policy, plan.devices, plan.distribution)
+            )
+        callbacks = make_callbacks(
+            config,
+            plan.run_dir,
+            model,
+            dataset,
+            plan.monitor,
+            best_epoch(plan.history_rows, plan.monitor)[0],
+            plan.backup,
+            callbacks,
+        )
+        history = _fit(
+            model,
+            config,
+            plan.train_data,
+            _validation_data(dataset, plan.distribution.num_replicas),
+            plan.first_epoch,
+            callbacks,
+        )
+    return model, history
+
+
 def train(settings=None, dataset=None, callbacks=None, config_path=None):
     """Trains the configured model on the active backend; writes the run dir.
 
@@ -316,91 +409,39 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
         TrainingInterrupted: on SIGINT/SIGTERM; the last finished epoch
             stays in ``backup/`` and ``resume=True`` continues from it.
     """
-    config = resolve_run_config(settings, config_path)
-    run_dir = RunDirectory(config["output_dir"])
-    run_dir.check_can_start(config["resume"])
-    distribution = runtime.make_distribution(config["strategy"])
-    if config["batch_size"] % distribution.num_replicas:
-        raise ValueError(
-            f"`batch_size` must be a multiple of the {distribution.num_replicas} "
-            f"replicas of strategy {config['strategy']!r}. Received: "
-            f"batch_size={config['batch_size']}"
-        )
-    if dataset is None:
-        dataset = load_data(config)
-    devices = runtime.describe_devices()
-    policy = runtime.mixed_precision_policy(config["mixed_precision"], devices)
-    logger.info("Training on %s, policy %s", devices.describe(), policy)
-    print(f"Device: {devices.describe()}", flush=True)
-
-    runtime.set_random_seed(config["seed"])
-    backup = AtomicBackupAndRestore(run_dir.backup_path)
-    first_epoch = backup.initial_epoch() if config["resume"] else 0
-    train_data = training_batches(config, dataset, first_epoch, distribution.num_replicas)
-    # Settings and data are sound: now the run may create its directory.
-    run_dir.check_writable()
-    history_rows = run_dir.truncate_history(first_epoch) if config["resume"] else []
-    monitor = "val_accuracy" if len(dataset.x_val) else "accuracy"
-    keras.mixed_precision.set_global_policy(policy)
+    plan = plan_run(resolve_run_config(settings, config_path), dataset)
+    logger.info("Training on %s, policy %s", plan.devices.describe(), plan.policy)
+    print(f"Device: {plan.devices.describe()}", flush=True)
+    runtime.set_random_seed(plan.config["seed"])
+    keras.mixed_precision.set_global_policy(plan.policy)
     start = time.perf_counter()
     try:
-        with distribution.scope():
-            model = build_configured_model(config, dataset.image_shape, dataset.num_classes)
-            model.compile(
-                optimizer=make_optimizer(config, train_data.steps_per_epoch),
-                loss="sparse_categorical_crossentropy",
-                # Weighted, so padding that evens out data-parallel
-                # validation batches (weight 0) does not count.
-                weighted_metrics=["accuracy"],
-                jit_compile=config["jit_compile"],
-            )
-            if not config["resume"]:
-                run_dir.write_config(
-                    run_record(config, dataset, model, policy, devices, distribution)
-                )
-            history = _fit(
-                model,
-                config,
-                train_data,
-                _validation_data(dataset, distribution.num_replicas),
-                first_epoch,
-                make_callbacks(
-                    config,
-                    run_dir,
-                    model,
-                    dataset,
-                    monitor,
-                    best_epoch(history_rows, monitor)[0],
-                    backup,
-                    callbacks,
-                ),
-            )
+        model, history = compile_and_fit(plan, callbacks)
     except TrainingInterrupted:
         logger.warning(
             "Training interrupted; %d finished epoch(s) are backed up in '%s'. "
             "Continue with: python train.py --output-dir %s --resume",
-            backup.initial_epoch(),
-            run_dir.backup_path,
-            run_dir.path,
+            plan.backup.initial_epoch(),
+            plan.run_dir.backup_path,
+            plan.run_dir.path,
         )
         raise
     finally:
         keras.mixed_precision.set_global_policy("float32")
     wall_time = time.perf_counter() - start
-    epochs_run = len(history.epoch)
-    rows = history_rows + [
+    rows = plan.history_rows + [
         {"epoch": epoch, **{key: values[index] for key, values in history.history.items()}}
         for index, epoch in enumerate(history.epoch)
     ]
-    best, best_epoch_number = best_epoch(rows, monitor)
+    best, best_epoch_number = best_epoch(rows, plan.monitor)
     return TrainingResult(
-        run_dir=run_dir.path,
+        run_dir=plan.run_dir.path,
         best_val_accuracy=best,
         best_epoch=best_epoch_number,
-        epochs_run=first_epoch + epochs_run,
+        epochs_run=plan.first_epoch + len(history.epoch),
         wall_time_s=wall_time,
-        images_per_second=len(train_data.x) * epochs_run / max(wall_time, 1e-9),
+        images_per_second=len(plan.train_data.x) * len(history.epoch) / max(wall_time, 1e-9),
         num_parameters=model.count_params(),
-        device=devices.describe(),
-        saved_model_exported=export_best_model(run_dir),
+        device=plan.devices.describe(),
+        saved_model_exported=export_best_model(plan.run_dir),
     )
