@@ -154,6 +154,40 @@ def _split_options(name, distortion, options):
     return reader, {**distortion_defaults, **distortion_options}
 
 
+def _check_request(name, distortion, data_dir, image_size, source):
+    """Raises ValueError for a data set request that cannot be met."""
+    check_choice("name", name, DATASETS, "data set")
+    if distortion is not None:
+        check_distortion(distortion)
+    check_choice("source", source, SOURCES[name], f"source for {name}")
+    if name in ("mnist", "fashion_mnist") and image_size not in (None, 28):
+        raise ValueError(
+            f"{name} images are 28x28; `image_size` must be None or 28. "
+            f"Received: image_size={image_size!r}"
+        )
+    if name == "digits" and data_dir is not None:
+        raise ValueError(
+            "The digits data set ships with scikit-learn and reads no data "
+            "directory: drop --data-dir (or choose a data set that lives "
+            f"there, such as mnist). Received: data_dir={os.fspath(data_dir)!r}"
+        )
+
+
+def _distort_splits(arrays, distortion, seed, distortion_options):
+    """Each split distorted once, with a seed of its own."""
+    distorted = dict(arrays)
+    for split, seed_offset in _SPLIT_SEED.items():
+        result = distort(
+            arrays[f"x_{split}"],
+            distortion,
+            seed=[seed, seed_offset],
+            labels=arrays[f"y_{split}"],
+            **distortion_options,
+        )
+        distorted[f"x_{split}"], distorted[f"y_{split}"] = result.images, result.labels
+    return distorted
+
+
 def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
                  image_size=None, source="auto", **options):
     """Loads a data set, split and optionally distorted.
@@ -182,21 +216,7 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
     Returns:
         A ``Dataset``.
     """
-    check_choice("name", name, DATASETS, "data set")
-    if distortion is not None:
-        check_distortion(distortion)
-    check_choice("source", source, SOURCES[name], f"source for {name}")
-    if name in ("mnist", "fashion_mnist") and image_size not in (None, 28):
-        raise ValueError(
-            f"{name} images are 28x28; `image_size` must be None or 28. "
-            f"Received: image_size={image_size!r}"
-        )
-    if name == "digits" and data_dir is not None:
-        raise ValueError(
-            "The digits data set ships with scikit-learn and reads no data "
-            "directory: drop --data-dir (or choose a data set that lives "
-            f"there, such as mnist). Received: data_dir={os.fspath(data_dir)!r}"
-        )
+    _check_request(name, distortion, data_dir, image_size, source)
     reader_options, distortion_options = _split_options(name, distortion, options)
     val_size = DEFAULT_VAL_SIZES[name] if val_size is None else val_size
     if name == "digits":
@@ -212,15 +232,7 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
     x_train, y_train = splits[0], splits[1]
     arrays = dict(zip(("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"), splits))
     if distortion is not None:
-        for split, seed_offset in _SPLIT_SEED.items():
-            result = distort(
-                arrays[f"x_{split}"],
-                distortion,
-                seed=[seed, seed_offset],
-                labels=arrays[f"y_{split}"],
-                **distortion_options,
-            )
-            arrays[f"x_{split}"], arrays[f"y_{split}"] = result.images, result.labels
+        arrays = _distort_splits(arrays, distortion, seed, distortion_options)
     if distortion == "addition":
         class_names = [str(total) for total in range(2 * len(class_names) - 1)]
     record = {
