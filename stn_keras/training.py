@@ -21,6 +21,7 @@ from stn_keras import config as run_config
 from stn_keras import models
 from stn_keras import runtime
 from stn_keras.callbacks import AtomicBackupAndRestore
+from stn_keras.callbacks import BestModelCheckpoint
 from stn_keras.callbacks import TransformerImages
 from stn_keras.callbacks import tensorboard_available
 from stn_keras.data import as_float_images
@@ -206,11 +207,10 @@ def make_callbacks(config, run_dir, model, dataset, monitor, best_so_far, backup
     row, best model, backup) or redone on resume.
     """
     callbacks = [
-        keras.callbacks.ModelCheckpoint(
+        BestModelCheckpoint(
             run_dir.model_path,
             monitor=monitor,
             mode="max",
-            save_best_only=True,
             initial_value_threshold=best_so_far,
         ),
         keras.callbacks.CSVLogger(run_dir.history_path, append=config["resume"]),

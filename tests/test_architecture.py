@@ -20,7 +20,7 @@ ALLOWED = {
     "models": {"layers", "ops", "validation"},
     "data": {"ops", "validation"},
     "visualization": {"ops"},
-    "callbacks": {"models", "visualization"},
+    "callbacks": {"models", "visualization", "validation"},
     "export": {"models", "layers", "run_dir", "validation"},
     "run_dir": {"callbacks"},
     "runtime": {"quiet_import"},
