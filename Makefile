@@ -38,6 +38,9 @@ bench: setup
 	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_distortions.py
 	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_online_distortion.py
 	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_serving.py
+	@for backend in $(BACKENDS); do \
+	  PYTHONPATH=. KERAS_BACKEND=$$backend $(BIN)/python bench/bench_training.py; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache runs
