@@ -157,3 +157,27 @@ def send_bombs_in_parallel(server, count=8, model="mnist"):
     with concurrent.futures.ThreadPoolExecutor(count) as pool:
         answers = list(pool.map(send, range(count)))
     return answers, process.memory_info().rss - before
+
+
+def assert_good_request_succeeds(client, model, atol=1e-6, name="mnist", seed=99):
+    """A float request to ``name`` answers ``model.predict``'s probabilities."""
+    import numpy as np
+
+    images = random_images(2, tuple(model.input_shape[1:]), seed=seed)
+    answer = client.post(f"/v1/models/{name}:predict", json={"instances": images.tolist()})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(
+        answer.json()["predictions"], model.predict(images, verbose=0), atol=atol
+    )
+
+
+def assert_parallel_bombs_refused_in_bounded_memory(server, client, model):
+    """8 PNG bombs at once: each a 400 naming its size, RSS growth < 300 MB,
+    and a good request answered before and after."""
+    assert_good_request_succeeds(client, model)
+    answers, rss_growth = send_bombs_in_parallel(server)
+    assert [answer.status_code for answer in answers] == [400] * 8
+    assert all("20000 x 20000" in answer.json()["error"] for answer in answers)
+    # Decoding one of them would take 400 MB (8 bits x 20000 x 20000) or more.
+    assert rss_growth < 300 * 2**20
+    assert_good_request_succeeds(client, model)

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+import serving_helpers
 from serving_helpers import CLASS_NAMES
 from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
@@ -19,7 +20,6 @@ from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
 from serving_helpers import random_images
-from serving_helpers import send_bombs_in_parallel
 from stn_keras.serving.server_process import ServerProcess
 
 ATOL = 1e-6
@@ -68,13 +68,7 @@ def predict(client, body, model="mnist"):
 
 
 def assert_good_request_succeeds(client, exported):
-    images = random_images(2, (28, 28, 1), seed=99)
-    answer = predict(client, {"instances": images.tolist()})
-    assert answer.status_code == 200, answer.text
-    np.testing.assert_allclose(
-        answer.json()["predictions"], exported["mnist"][0].predict(images, verbose=0), atol=ATOL
-    )
-
+    serving_helpers.assert_good_request_succeeds(client, exported["mnist"][0], atol=ATOL)
 
 
 @pytest.mark.tensorflow_only
@@ -503,13 +497,9 @@ def test_missing_saved_model_is_reported(tmp_path):
 @pytest.mark.tensorflow_only
 def test_parallel_bombs_are_refused_in_bounded_memory(server, client, exported):
     pytest.importorskip("psutil")
-    assert_good_request_succeeds(client, exported)
-    answers, rss_growth = send_bombs_in_parallel(server)
-    assert [answer.status_code for answer in answers] == [400] * 8
-    assert all("20000 x 20000" in answer.json()["error"] for answer in answers)
-    # Decoding one of them would take 400 MB (8 bits x 20000 x 20000) or more.
-    assert rss_growth < 300 * 2**20
-    assert_good_request_succeeds(client, exported)
+    serving_helpers.assert_parallel_bombs_refused_in_bounded_memory(
+        server, client, exported["mnist"][0]
+    )
 
 
 def corrupt_copy(source, destination, damage):

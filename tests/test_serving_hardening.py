@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
+import serving_helpers
 from serving_helpers import b64
 from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
 from serving_helpers import random_images
-from serving_helpers import send_bombs_in_parallel
 from stn_keras.serving.server_process import ServerProcess
 
 pytestmark = pytest.mark.tensorflow_only
@@ -65,12 +65,7 @@ def client(server):
 
 
 def assert_good_request_succeeds(client, exported):
-    images = random_images(2, (28, 28, 1), seed=5)
-    answer = client.post("/v1/models/mnist:predict", json={"instances": images.tolist()})
-    assert answer.status_code == 200, answer.text
-    np.testing.assert_allclose(
-        answer.json()["predictions"], exported[0].predict(images, verbose=0), atol=1e-6
-    )
+    serving_helpers.assert_good_request_succeeds(client, exported[0], seed=5)
 
 
 def test_metadata_has_no_export_options(client):
@@ -102,13 +97,7 @@ def test_bombs_are_refused_by_the_graph(client, exported, encoded, declared):
 
 def test_parallel_bombs_in_the_graph_keep_memory_bounded(server, client, exported):
     pytest.importorskip("psutil")
-    assert_good_request_succeeds(client, exported)
-    answers, rss_growth = send_bombs_in_parallel(server)
-    assert [answer.status_code for answer in answers] == [400] * 8
-    assert all("20000 x 20000" in answer.json()["error"] for answer in answers)
-    # Decoding one of them would take 400 MB (8 bits x 20000 x 20000) or more.
-    assert rss_growth < 300 * 2**20
-    assert_good_request_succeeds(client, exported)
+    serving_helpers.assert_parallel_bombs_refused_in_bounded_memory(server, client, exported[0])
 
 
 def is_closed(connection, timeout_s=3.0):
