@@ -278,3 +278,23 @@ def test_outline_points_are_where_the_transformer_samples():
     columns, rows = outline[0, :28, 0], outline[0, :28, 1]
     sampled = ndimage.map_coordinates(image[0, :, :, 0], [rows, columns], order=1, mode="grid-constant")
     np.testing.assert_allclose(sampled, transformed[0, 0, :, 0], atol=1e-5)
+
+
+def test_an_interrupted_evaluation_keeps_the_previous_reports(tmp_path, keras_file, dataset, monkeypatch):
+    output = tmp_path / "evaluation"
+    first = evaluation.evaluate(keras_file, dataset, output)
+    before = {name: (output / name).read_bytes() for name in REPORTS}
+
+    def killed(*arguments, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(visualization, "plot_misclassified", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.evaluate(keras_file, dataset, output, split="val")
+    assert {name: (output / name).read_bytes() for name in REPORTS} == before
+    assert json.loads((output / "metrics.json").read_text())["split"] == first["split"] == "test"
+    assert [path.name for path in tmp_path.iterdir()] == ["evaluation"]  # no half-written sibling
+    monkeypatch.undo()
+    evaluation.evaluate(keras_file, dataset, output, split="val")
+    assert json.loads((output / "metrics.json").read_text())["split"] == "val"
+    assert [path.name for path in tmp_path.iterdir()] == ["evaluation"]
