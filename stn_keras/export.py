@@ -182,7 +182,7 @@ def _write_transformers_metadata(transformers, export_dir):
             "name": layer.name,
             "transform": layer.transform,
             "align_corners": layer.align_corners,
-            "tps_grid_shape": list(layer.tps_grid_shape),
+            "grid_shape": list(layer.grid_shape),
             "input_shape": list(keras.Operation.input.fget(layer).shape[1:]),
         }
         for _, layer in transformers
