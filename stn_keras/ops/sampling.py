@@ -255,12 +255,11 @@ def _keras_grid_sample(images, grid, mode, padding_mode, align_corners):
             _flat_index(list(combination), table_shape, batch)
             for combination in itertools.product(*indices)
         ]
-    corners = len(flat_indices) * taps**spatial_rank
-    flat_index = ops.stack(flat_indices, axis=-1)
-    values = ops.take(table, ops.reshape(flat_index, (-1,)), axis=0)
-    values = ops.reshape(values, (batch, *out_spatial, corners, channels))
+    flat_index = ops.reshape(ops.stack(flat_indices, axis=-1), (-1,))
     if mode == "nearest":
-        return values[..., 0, :]
+        values = ops.take(table, flat_index, axis=0)
+        return ops.reshape(values, (batch, *out_spatial, channels))
+    corners = len(flat_indices) * taps**spatial_rank
     corner_weights = []
     for combination in itertools.product(*weights):
         weight = combination[0]
@@ -268,6 +267,11 @@ def _keras_grid_sample(images, grid, mode, padding_mode, align_corners):
             weight = weight * factor
         corner_weights.append(weight)
     corner_weights = ops.cast(ops.stack(corner_weights, axis=-1), images.dtype)
+    # Plain autodiff: a hand-written gradient (one scatter-add of the
+    # weighted upstream) was no faster once it gathers the values again for
+    # second-order gradients (docs/BENCHMARKS.md).
+    values = ops.take(table, flat_index, axis=0)
+    values = ops.reshape(values, (batch, *out_spatial, corners, channels))
     return ops.sum(values * corner_weights[..., None], axis=-2)
 
 
