@@ -190,6 +190,12 @@ def _taps(coordinates, sizes, mode, padding_mode, align_corners):
     return indices, weights, 2 if mode == "bilinear" else 1
 
 
+def _weighted_gather(table, flat_index, weights, values_shape):
+    """``sum_k table[flat_index[k]] * weights[k]``: the rows read, weighted."""
+    values = ops.reshape(ops.take(table, flat_index, axis=0), values_shape)
+    return ops.sum(values * weights[..., None], axis=-2)
+
+
 def _check_shapes(images, grid, mode):
     rank = len(images.shape)
     if rank not in (4, 5):
@@ -267,12 +273,9 @@ def _keras_grid_sample(images, grid, mode, padding_mode, align_corners):
             weight = weight * factor
         corner_weights.append(weight)
     corner_weights = ops.cast(ops.stack(corner_weights, axis=-1), images.dtype)
-    # Plain autodiff: a hand-written gradient (one scatter-add of the
-    # weighted upstream) was no faster once it gathers the values again for
-    # second-order gradients (docs/BENCHMARKS.md).
-    values = ops.take(table, flat_index, axis=0)
-    values = ops.reshape(values, (batch, *out_spatial, corners, channels))
-    return ops.sum(values * corner_weights[..., None], axis=-2)
+    return _weighted_gather(
+        table, flat_index, corner_weights, (batch, *out_spatial, corners, channels)
+    )
 
 
 def grid_sample(
