@@ -22,12 +22,13 @@ and ``align_corners``:
 
 Implementation: the image is zero-padded by ``PAD`` pixels on each side, so
 that any tap outside the image, clamped into the padding, reads zero whatever
-its distance. For the linear modes each pixel's ``2^n`` neighbourhood is
-packed along the channel axis, so each output pixel needs one gather of
-``2^n * channels`` values (and the backward pass one scatter) instead of
-``2^n`` of them; under XLA that is 1.4-1.9x faster (docs/BENCHMARKS.md). On the
+its distance. For the linear modes each pixel is packed along the channel
+axis with its right-hand neighbour, so each output pixel gathers ``2^(n-1)``
+row pairs of ``2 * channels`` values instead of ``2^n`` single pixels; on
+TensorFlow that was 1.1-2.0x faster forward+backward than packing the whole
+``2^n`` neighbourhood, with a table half the size (docs/BENCHMARKS.md). On the
 PyTorch backend the native ``torch.nn.functional.grid_sample`` is called: the
-same function by construction, and several times faster than composed ops.
+same function by construction, and 3-8x faster than composed ops there.
 """
 
 import itertools
@@ -111,22 +112,16 @@ def _padded_index(index, size, taps):
 
 
 def _neighbourhood_table(images, taps):
-    """Flat ``(rows, taps^n * C)`` table of each padded pixel's neighbourhood.
+    """Flat ``(rows, taps * C)`` table of the padded pixels.
 
-    ``taps`` is 1 (each row one pixel) or 2 (each row the pixel and its
-    neighbours after it along every spatial axis, packed along channels).
-    Returns the table and the spatial shape its rows enumerate (per batch
-    entry, row-major).
+    ``taps`` is 1 (each row one pixel) or 2 (each row a pixel and its
+    right-hand neighbour, packed along channels). Returns the table and the
+    spatial shape its rows enumerate (per batch entry, row-major).
     """
     spatial_rank = len(images.shape) - 2
     padded = ops.pad(images, ((0, 0),) + ((PAD, PAD),) * spatial_rank + ((0, 0),))
     if taps == 2:
-        # Offset 0 drops the last padded pixel of an axis, offset 1 the first.
-        pieces = [
-            padded[(slice(None), *(slice(1, None) if o else slice(None, -1) for o in offsets))]
-            for offsets in itertools.product((0, 1), repeat=spatial_rank)
-        ]
-        padded = ops.concatenate(pieces, axis=-1)
+        padded = ops.concatenate([padded[..., :-1, :], padded[..., 1:, :]], axis=-1)
     shape = ops.shape(padded)
     return ops.reshape(padded, (-1, shape[-1])), shape[1:-1]
 
@@ -160,8 +155,9 @@ def _taps(coordinates, sizes, mode, padding_mode, align_corners):
 
     Returns ``(indices, weights, taps)``: ``indices[axis]`` and
     ``weights[axis]`` are lists over the taps of that axis (the weights of
-    ``"nearest"`` are ``None``), ``taps`` the neighbourhood width that the
-    table must pack (2 for the linear modes, else 1).
+    ``"nearest"`` are ``None``; the linear modes give the floor index only),
+    ``taps`` the number of neighbours a table row packs (2 for the linear
+    modes, else 1).
     """
     indices, weights = [], []
     for coordinate, size in zip(coordinates, sizes):
@@ -171,8 +167,11 @@ def _taps(coordinates, sizes, mode, padding_mode, align_corners):
             axis_indices = []
             for offset in (-1.0, 0.0, 1.0, 2.0):
                 # Each tap is moved into the image on its own, as torch does.
-                tap = ops.round(_apply_padding(floor + offset, size, padding_mode, align_corners))
-                axis_indices.append(_padded_index(ops.stop_gradient(tap), size, 1))
+                tap = _apply_padding(
+                    floor + offset, size, padding_mode, align_corners
+                )
+                tap = ops.stop_gradient(ops.round(tap))
+                axis_indices.append(_padded_index(tap, size, 1))
             indices.append(axis_indices)
             weights.append(_cubic_coefficients(pixel - floor))
             continue
@@ -251,21 +250,23 @@ def _keras_grid_sample(images, grid, mode, padding_mode, align_corners):
     # The last axis of the grid is (x, y[, z]): x runs along the last
     # spatial axis (width), so the axes are read in reverse.
     coordinates = [grid[..., spatial_rank - 1 - axis] for axis in range(spatial_rank)]
-    indices, weights, taps = _taps(coordinates, sizes, mode, padding_mode, align_corners)
+    indices, weights, taps = _taps(
+        coordinates, sizes, mode, padding_mode, align_corners
+    )
     table, table_shape = _neighbourhood_table(images, taps)
     if taps == 2:
-        # One row of the packed table holds the whole neighbourhood.
-        flat_indices = [_flat_index([i[0] for i in indices], table_shape, batch)]
-    else:
-        flat_indices = [
-            _flat_index(list(combination), table_shape, batch)
-            for combination in itertools.product(*indices)
-        ]
+        # A row of the table holds both taps along the last axis; the other
+        # axes read the rows at the floor index and the one after it.
+        indices = [[index, index + 1] for (index,) in indices[:-1]] + indices[-1:]
+    flat_indices = [
+        _flat_index(list(combination), table_shape, batch)
+        for combination in itertools.product(*indices)
+    ]
     flat_index = ops.reshape(ops.stack(flat_indices, axis=-1), (-1,))
     if mode == "nearest":
         values = ops.take(table, flat_index, axis=0)
         return ops.reshape(values, (batch, *out_spatial, channels))
-    corners = len(flat_indices) * taps**spatial_rank
+    corners = len(flat_indices) * taps
     corner_weights = []
     for combination in itertools.product(*weights):
         weight = combination[0]
