@@ -10,8 +10,9 @@ import argparse
 import logging
 import sys
 
+from stn_keras import config
 from stn_keras import evaluation
-from stn_keras import training
+from stn_keras.data.dataset import SPLITS
 
 
 def build_parser():
@@ -33,7 +34,7 @@ def build_parser():
     parser.add_argument(
         "--split",
         default="test",
-        choices=evaluation.SPLITS,
+        choices=SPLITS,
         help="split to evaluate (default: test)",
     )
     parser.add_argument(
@@ -46,7 +47,7 @@ def build_parser():
     )
     parser.add_argument(
         "--val-size",
-        type=training.count_or_fraction,
+        type=config.count_or_fraction,
         help="validation images, a count or a fraction (default: the run's)",
     )
     parser.add_argument(
@@ -77,7 +78,7 @@ def main(argv=None):
         trained = evaluation.load_trained_model(
             arguments.model, arguments.batch_size
         )
-        config = evaluation.data_config_for(
+        data_config = evaluation.data_config_for(
             arguments.model,
             {
                 name: getattr(arguments, name)
@@ -85,7 +86,7 @@ def main(argv=None):
                 if getattr(arguments, name) is not None
             },
         )
-        dataset = training.load_data(config)
+        dataset = evaluation.load_data(data_config)
         output_dir = arguments.output_dir or evaluation.default_output_dir(
             arguments.model
         )

@@ -1,4 +1,4 @@
-"""Serving benchmark: requests/second and latency of serve.py on loopback.
+"""Serving benchmark: requests/second and latency of the server on loopback.
 
 For an MNIST-sized ST-CNN (28x28x1, 10 classes) and a GTSRB-sized ST-CNN
 (48x48x3, 43 classes), both with untrained random weights (throughput does
@@ -182,7 +182,9 @@ def in_process_ceiling(model, export_dir, images, max_requests, time_limit_s):
     """The same images without HTTP: ``model.predict`` and the SavedModel's signature."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    from stn_keras.export import SERVING_DEFAULT_SIGNATURE
+
+    signature = tf.saved_model.load(export_dir).signatures[SERVING_DEFAULT_SIGNATURE]
 
     def predict(batch):
         return model.predict(batch, batch_size=32, verbose=0)

@@ -42,7 +42,7 @@ def run_demo(output_root="runs", epochs=None):
     overrides = {**DEMO_SETTINGS, "output_dir": str(run_dir)}
     if epochs is not None:
         overrides["epochs"] = epochs
-    config = training.resolve_config(overrides)
+    config = training.resolve_run_config(overrides)
     dataset = training.load_data(config)
     result = training.train(config, dataset)
     evaluation_dir = run_dir / "evaluation"

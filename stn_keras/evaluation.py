@@ -13,28 +13,25 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
 import stn_keras  # noqa: F401  (registers the layers for load_model)
+from stn_keras import config as run_config
 from stn_keras import models
-from stn_keras import training
 from stn_keras import visualization
+from stn_keras.data import as_float_images
+from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
+from stn_keras.export.names import TRANSFORMERS_METADATA
+from stn_keras.export.names import TRANSFORMS_SIGNATURE
+from stn_keras.run_dir import RunDirectory
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-DATA_SETTINGS = (
-    "dataset",
-    "distortion",
-    "data_dir",
-    "seed",
-    "val_size",
-    "image_size",
-    "data_options",
-)
 # Keras' cross-entropy clips probabilities to [epsilon, 1 - epsilon] too.
 PROBABILITY_EPSILON = 1e-7
 
@@ -133,11 +130,19 @@ def _load_saved_model(path, batch_size):
             f"Directory '{path}' is not a SavedModel (no saved_model.pb). "
             "Pass a .keras file or the saved_model/ directory of a run."
         )
-    import tensorflow as tf
+    from stn_keras import runtime
+
+    if not runtime.tensorflow_available():
+        raise ValueError(
+            f"Loading the SavedModel '{path}' needs TensorFlow, which is not "
+            "installed (pip install tensorflow). Or evaluate the run's "
+            "model.keras, which loads on every Keras backend."
+        )
+    tf = runtime.import_tensorflow()
 
     try:
         loaded = tf.saved_model.load(str(path))
-        signature = loaded.signatures["serving_default"]
+        signature = loaded.signatures[SERVING_DEFAULT_SIGNATURE]
     except Exception as error:
         raise ValueError(
             f"Cannot load SavedModel '{path}' with a serving_default "
@@ -189,15 +194,13 @@ def _keras_transformer_views(model, images):
 
 def _saved_model_transformer_views(loaded, path, input_shape):
     """Views from the export's transforms signature and its metadata file."""
-    from stn_keras import export
-
-    if export.TRANSFORMS_SIGNATURE not in loaded.signatures:
+    if TRANSFORMS_SIGNATURE not in loaded.signatures:
         return lambda images: []
-    metadata_path = path / export.TRANSFORMERS_METADATA
+    metadata_path = path / TRANSFORMERS_METADATA
     if not metadata_path.is_file():
         return None
     metadata = json.loads(metadata_path.read_text())
-    signature = loaded.signatures[export.TRANSFORMS_SIGNATURE]
+    signature = loaded.signatures[TRANSFORMS_SIGNATURE]
 
     def views(images):
         import tensorflow as tf
@@ -231,34 +234,30 @@ def data_config_for(model_path, overrides=None):
     comes from (when there is one beside it) < ``overrides``. A distortion
     of ``"none"`` means no distortion.
     """
-    config = {name: training.DEFAULTS[name] for name in DATA_SETTINGS}
-    run_config = _run_dir(model_path) / "config.json"
-    if run_config.is_file():
-        saved = json.loads(run_config.read_text()).get("config", {})
-        config.update({name: saved[name] for name in DATA_SETTINGS if name in saved})
+    run_dir = RunDirectory(_run_dir(model_path))
+    saved = run_dir.read_config() if run_dir.config_path.is_file() else {}
+    config = run_config.data_settings(saved)
     config.update(overrides or {})
     if config["distortion"] == "none":
         config["distortion"] = None
     return config
 
 
+def load_data(config):
+    """The data set described by the data settings of ``config``."""
+    from stn_keras.data import load_dataset
+
+    return load_dataset(**run_config.dataset_arguments(config))
+
+
 def default_output_dir(model_path):
     """``evaluation/`` in the model's run directory."""
-    return _run_dir(model_path) / "evaluation"
-
-
-def split_arrays(dataset, split):
-    """``(images, labels)`` of ``split`` (train, val or test) of ``dataset``."""
-    if split not in SPLITS:
-        raise ValueError(
-            f"Unknown split. Expected one of {SPLITS}. Received: split={split!r}"
-        )
-    return getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    return RunDirectory(_run_dir(model_path)).evaluation_path
 
 
 def check_compatible(trained, dataset, split):
     """Raises ValueError when the model cannot take the data set's images."""
-    images, _ = split_arrays(dataset, split)
+    images, _ = dataset.split(split)
     data_shape = tuple(images.shape[1:])
     if tuple(trained.input_shape) != data_shape:
         raise ValueError(
@@ -363,7 +362,7 @@ def _sample_indices(labels, count):
     return np.asarray(chosen, dtype="int64")
 
 
-def plot_transformer_samples(views, images, labels, predictions, class_names, path):
+def draw_transformer_views(views, images, labels, predictions, class_names, path):
     """``st_samples.png`` from the :class:`TransformerView` list of a batch.
 
     Returns the path, or ``None`` when there is no transformer to draw.
@@ -388,14 +387,74 @@ def plot_transformer_samples(views, images, labels, predictions, class_names, pa
     )
 
 
+def replace_directory(staging, target):
+    """Moves the finished ``staging`` directory to ``target``, replacing it.
+
+    ``target`` holds the complete old reports or the complete new ones at
+    every moment but the instant between two renames, never a mixture.
+    """
+    target = Path(target)
+    retired = None
+    if target.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+        target.rename(retired / target.name)
+    Path(staging).rename(target)
+    if retired is not None:
+        shutil.rmtree(retired)
+    return target
+
+
+def write_reports(output_dir, trained, images, labels, probabilities, metrics, matrix,
+                  class_names, num_samples):
+    """Writes metrics.json, the confusion matrix and the pictures."""
+    output_dir = Path(output_dir)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_confusion_matrix_csv(matrix, class_names, output_dir / "confusion_matrix.csv")
+    visualization.plot_confusion_matrix(
+        matrix, class_names, output_dir / "confusion_matrix.png"
+    )
+    predictions = probabilities.argmax(axis=-1)
+    visualization.plot_misclassified(
+        output_dir / "misclassified.png",
+        images,
+        predictions,
+        labels,
+        probabilities.max(axis=-1),
+        class_names,
+    )
+    if trained.transformer_views is None:
+        logger.info(
+            "The SavedModel has no transformer metadata (%s): re-export it "
+            "with `python -m stn_keras.export` to get st_samples.png.",
+            "assets.extra/spatial_transformers.json",
+        )
+        return
+    chosen = _sample_indices(labels, num_samples)
+    written = draw_transformer_views(
+        trained.transformer_views(images[chosen]),
+        images[chosen],
+        np.asarray(labels)[chosen],
+        predictions[chosen],
+        class_names,
+        output_dir / "st_samples.png",
+    )
+    if written is None:
+        logger.info("The model has no spatial transformer: no st_samples.png.")
+
+
 def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_samples=8):
     """Evaluates a trained model on ``split`` of ``dataset``; writes the reports.
+
+    The reports are written to a temporary directory beside ``output_dir``
+    and renamed into place when complete, so an interrupted evaluation never
+    leaves a mixture of old and new files.
 
     Args:
         model_path: a ``.keras`` file or an exported SavedModel directory,
             or a :class:`TrainedModel` from :func:`load_trained_model`.
         dataset: a loaded data set (``stn_keras.data.load_dataset``).
-        output_dir: directory for the reports (created).
+        output_dir: directory for the reports (created; replaced if it
+            exists).
         split: ``"train"``, ``"val"`` or ``"test"``.
         batch_size: images per prediction batch.
         num_samples: images in ``st_samples.png``.
@@ -403,21 +462,14 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
     Returns:
         The metrics dictionary written to ``metrics.json``.
     """
-    images, labels = split_arrays(dataset, split)
-    if len(images) == 0:
-        raise ValueError(
-            f"The {split} split of data set '{dataset.name}' is empty. "
-            f"Choose another split of {SPLITS}."
-        )
+    images, labels = dataset.split(split)
     trained = (
         model_path
         if isinstance(model_path, TrainedModel)
         else load_trained_model(model_path, batch_size)
     )
     check_compatible(trained, dataset, split)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    float_images = training.as_float_images(images)
+    float_images = as_float_images(images)
     probabilities = np.asarray(trained.predict(float_images), dtype="float32")
     class_names = [str(name) for name in dataset.class_names]
     metrics, matrix = compute_metrics(probabilities, labels, class_names)
@@ -432,36 +484,17 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
             },
         }
     )
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    write_confusion_matrix_csv(matrix, class_names, output_dir / "confusion_matrix.csv")
-    visualization.plot_confusion_matrix(
-        matrix, class_names, output_dir / "confusion_matrix.png"
-    )
-    predictions = probabilities.argmax(axis=-1)
-    visualization.plot_misclassified(
-        output_dir / "misclassified.png",
-        float_images,
-        predictions,
-        labels,
-        probabilities.max(axis=-1),
-        class_names,
-    )
-    if trained.transformer_views is None:
-        logger.info(
-            "The SavedModel has no transformer metadata (%s): re-export it "
-            "with stn_keras.export.export_saved_model to get st_samples.png.",
-            "assets.extra/spatial_transformers.json",
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    staging.chmod(0o755)  # mkdtemp's private mode would outlive the rename
+    try:
+        write_reports(
+            staging, trained, float_images, labels, probabilities, metrics, matrix,
+            class_names, num_samples,
         )
-    else:
-        chosen = _sample_indices(labels, num_samples)
-        written = plot_transformer_samples(
-            trained.transformer_views(float_images[chosen]),
-            float_images[chosen],
-            np.asarray(labels)[chosen],
-            predictions[chosen],
-            class_names,
-            output_dir / "st_samples.png",
-        )
-        if written is None:
-            logger.info("The model has no spatial transformer: no st_samples.png.")
+        replace_directory(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return metrics

@@ -1,5 +1,6 @@
-"""Helpers shared by test_export.py and test_serving.py: tiny models and encoded images."""
+"""Helpers shared by the export and serving tests and bench/soak_serving.py: tiny models, encoded images, image bombs."""
 
+import functools
 import io
 
 import numpy as np
@@ -75,3 +76,84 @@ def encode_image(pixels, image_format):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, image_format)
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def png_bomb(height=20000, width=20000):
+    """A valid grey PNG of ``height x width`` zeros: a few hundred KB that decode to gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # Filter byte 0, then the row's samples.
+    compressed = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", compressed)
+            + chunk(b"IEND", b""))
+
+
+def oversized_image(image_format, height=20000, width=20000):
+    """A small image whose header declares ``height x width`` pixels (JPEG, GIF, BMP, PPM)."""
+    import struct
+
+    pixels = (np.random.RandomState(0).rand(20, 13, 3) * 255).astype(np.uint8)
+    if image_format == "PPM":
+        return b"P6\n%d %d\n255\n" % (width, height) + pixels.tobytes()
+    encoded = encode_image(pixels[..., 0] if image_format == "GIF" else pixels, image_format)
+    if image_format == "JPEG":
+        offset, layout, values = encoded.index(b"\xff\xc0") + 5, ">HH", (height, width)
+    elif image_format == "GIF":
+        offset, layout, values = 6, "<HH", (width, height)
+    elif image_format == "BMP":
+        offset, layout, values = 18, "<ii", (width, -height)
+    else:
+        raise ValueError(f"Unknown image_format. Received: image_format={image_format!r}")
+    size = struct.calcsize(layout)
+    return encoded[:offset] + struct.pack(layout, *values) + encoded[offset + size:]
+
+
+def animated_gif(frames, shape=(12, 10)):
+    """A GIF of ``frames`` different grey frames of ``shape``."""
+    from PIL import Image
+
+    images = [
+        Image.fromarray((np.random.RandomState(seed).rand(*shape) * 255).astype(np.uint8))
+        for seed in range(frames)
+    ]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=50)
+    return buffer.getvalue()
+
+
+def b64(data):
+    """A binary value of a TensorFlow Serving JSON request."""
+    import base64
+
+    return {"b64": base64.b64encode(data).decode("ascii")}
+
+
+def send_bombs_in_parallel(server, count=8, model="mnist"):
+    """Sends ``count`` 20000 x 20000 PNG bombs to ``predict_bytes`` at once.
+
+    Returns:
+        ``(answers, rss_growth)``: the httpx responses and how much the
+        server's resident memory grew meanwhile, in bytes.
+    """
+    import concurrent.futures
+
+    import httpx
+    import psutil
+
+    process = psutil.Process(server.process.pid)
+    body = {"signature_name": "predict_bytes", "instances": [b64(png_bomb(20000, 20000))]}
+    before = process.memory_info().rss
+
+    def send(_):
+        return httpx.post(f"{server.url}/v1/models/{model}:predict", json=body, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(send, range(count)))
+    return answers, process.memory_info().rss - before

@@ -1,9 +1,19 @@
 """train.py and evaluate.py: help, and errors for bad arguments."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
 import pytest
 
 import evaluate
 import train
+from stn_keras import training
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(main, argv, capsys):
@@ -28,7 +38,7 @@ def test_train_help_lists_flags_with_defaults(capsys):
     ):
         assert flag in out, flag
     text = " ".join(out.split())
-    assert "base learning rate (default: 0.01)" in text
+    assert "base learning rate (default: 0.001)" in text
     assert "(default: st_cnn)" in text
 
 
@@ -38,7 +48,8 @@ def test_train_help_lists_flags_with_defaults(capsys):
         (["--model", "resnet"], ["invalid choice: 'resnet'", "fcn", "compact_st_cnn"]),
         (["--optimizer", "adagrad"], ["invalid choice: 'adagrad'", "sgd", "rmsprop"]),
         (["--lr-schedule", "linear"], ["invalid choice: 'linear'", "constant", "cosine"]),
-        (["--strategy", "tpu"], ["invalid choice: 'tpu'", "default", "mirrored"]),
+        (["--strategy", "tpu"], ["invalid choice: 'tpu'", "default", "mirrored", "data_parallel"]),
+        (["--mixed-precision", "half"], ["invalid choice: 'half'", "bfloat16", "float16"]),
         (["--transform", "spline"], ["invalid choice: 'spline'", "affine", "tps"]),
         (["--loc-conv", "dense"], ["invalid choice: 'dense'", "coordconv"]),
         (["--model", "cnn", "--transform", "tps"], ["Model 'cnn' has no spatial transformer, so transform does not apply"]),
@@ -61,7 +72,7 @@ def test_train_resume_without_a_run(tmp_path, capsys):
         train.main, ["--resume", "--output-dir", str(tmp_path / "none")], capsys
     )
     assert code == 2
-    assert "Nothing to resume" in err and "config.json' does not exist" in err
+    assert "config.json' does not exist: no run was started" in err
 
 
 def test_evaluate_help(capsys):
@@ -94,24 +105,30 @@ def test_evaluate_corrupt_model_file(tmp_path, capsys):
     assert f"Cannot load model file '{corrupt}': it is not a valid .keras file" in err
 
 
-@pytest.mark.tensorflow_only
 def test_train_then_evaluate_on_digits(tmp_path, capsys):
-    pytest.importorskip("stn_keras.data")
     run_dir = tmp_path / "run"
     code, out, err = run(
         train.main,
         ["--dataset", "digits", "--distortion", "rts", "--model", "st_cnn",
-         "--epochs", "1", "--optimizer", "adam", "--learning-rate", "0.002",
+         "--epochs", "1", "--learning-rate", "0.002",
          "--verbose", "0", "--output-dir", str(run_dir)],
         capsys,
     )
     assert code == 0, err
-    assert "Device: " in out and "best val_accuracy" in out
-    code, out, err = run(evaluate.main, ["--model", str(run_dir / "saved_model")], capsys)
+    backend = keras.backend.backend()
+    assert f"Device: {backend}: CPU" in out and "best val_accuracy" in out
+    for name in ("model.keras", "history.csv", "config.json"):
+        assert (run_dir / name).is_file(), name
+    model = "saved_model" if backend == "tensorflow" else "model.keras"
+    code, out, err = run(evaluate.main, ["--model", str(run_dir / model)], capsys)
     assert code == 0, err
-    metrics = __import__("json").loads((run_dir / "evaluation" / "metrics.json").read_text())
+    evaluation_dir = run_dir / "evaluation"
+    metrics = json.loads((evaluation_dir / "metrics.json").read_text())
     assert f"/{metrics['num_samples']} (" in out
     assert metrics["data"]["name"] == "digits" and metrics["data"]["distortion"] == "rts"
+    for name in ("confusion_matrix.csv", "confusion_matrix.png", "misclassified.png", "st_samples.png"):
+        assert (evaluation_dir / name).is_file(), name
+    assert not [path.name for path in run_dir.iterdir() if path.name.startswith(".")]
     code, _, err = run(
         evaluate.main, ["--model", str(run_dir / "model.keras"), "--distortion", "none",
                         "--image-size", "20"],
@@ -120,9 +137,57 @@ def test_train_then_evaluate_on_digits(tmp_path, capsys):
     assert code == 2 and "expects images of shape" in err
 
 
-def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
-    from stn_keras import training
+def test_resume_with_other_flags_warns_and_keeps_the_saved_settings(tmp_path, capsys, caplog):
+    run_dir = tmp_path / "run"
+    (run_dir / "backup").mkdir(parents=True)
+    saved = training.resolve_run_config({"output_dir": str(run_dir), "epochs": 3})
+    (run_dir / "config.json").write_text(json.dumps({"config": saved}))
+    (run_dir / "backup" / "state.json").write_text('{"epoch": 1}')
+    with caplog.at_level("WARNING"):
+        resumed = training.resolve_run_config(
+            {"output_dir": str(run_dir), "resume": True, "epochs": 9, "seed": 0}
+        )
+    assert resumed["epochs"] == 3 and resumed["resume"] is True
+    assert "ignoring ['epochs']" in caplog.text  # seed=0 is what the run used
 
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "serve.py"])
+def test_cli_help_starts_quietly(script):
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "usage:" in completed.stdout
+    assert completed.stderr == ""
+
+
+def test_data_dir_that_does_not_exist_is_an_error_before_anything_is_created(tmp_path, capsys):
+    missing = tmp_path / "missing" / "dir"
+    code, _, err = run(
+        train.main,
+        ["--dataset", "mnist", "--data-dir", str(missing), "--output-dir", str(tmp_path / "run")],
+        capsys,
+    )
+    assert code == 2
+    assert f"Data directory '{missing}' does not exist" in err
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "run").exists()
+
+
+def test_data_dir_with_digits_is_refused(tmp_path, capsys):
+    code, _, err = run(
+        train.main, ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "run")], capsys
+    )
+    assert code == 2
+    assert "The digits data set ships with scikit-learn and reads no data directory" in err
+    code, _, err = run(
+        train.main, ["--download", "--output-dir", str(tmp_path / "run")], capsys
+    )
+    assert code == 2 and "Unknown option(s) ['download'] for data set 'digits'" in err
+
+
+def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
     def missing(config):
         raise FileNotFoundError("Data set 'gtsrb' is incomplete. Looked for X in: Y.")
 

@@ -56,8 +56,23 @@ def test_failed_download_names_the_url_and_leaves_nothing(tmp_path):
     # Port 9 (discard) refuses connections here: an offline machine's answer.
     url = "http://127.0.0.1:9/missing.gz"
     with pytest.raises(MissingDataError, match=re.escape(f"missing.gz: download from {url} failed")):
-        paths.find_or_download("toy", ["missing.gz"], urls={"missing.gz": url}, data_dir=tmp_path)
+        paths.find_or_download(
+            "toy", ["missing.gz"], urls={"missing.gz": url}, data_dir=tmp_path, download=True
+        )
     assert os.listdir(tmp_path / "toy") == []
+
+
+def test_explicit_data_dir_is_never_downloaded_into_unless_asked(tmp_path):
+    url = "http://127.0.0.1:9/missing.gz"
+    with pytest.raises(MissingDataError, match="not downloaded into an explicit data directory"):
+        paths.find_or_download("toy", ["missing.gz"], urls={"missing.gz": url}, data_dir=tmp_path)
+    assert not (tmp_path / "toy").exists()
+    with pytest.raises(MissingDataError, match=f"Data directory '{tmp_path / 'nowhere'}' does not exist"):
+        paths.find_or_download(
+            "toy", ["missing.gz"], urls={"missing.gz": url}, data_dir=tmp_path / "nowhere",
+            download=True,
+        )
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_download_is_verified_and_moved_into_place(tmp_path):
@@ -65,15 +80,17 @@ def test_download_is_verified_and_moved_into_place(tmp_path):
     source.write_bytes(b"payload")
     md5 = hashlib.md5(b"payload").hexdigest()
     url = source.as_uri()
+    (tmp_path / "data").mkdir()
     located = paths.find_or_download(
-        "toy", ["file.bin"], urls={"file.bin": url}, md5s={"file.bin": md5}, data_dir=tmp_path / "data"
+        "toy", ["file.bin"], urls={"file.bin": url}, md5s={"file.bin": md5},
+        data_dir=tmp_path / "data", download=True,
     )
     with open(located["file.bin"], "rb") as file:
         assert file.read() == b"payload"
     with pytest.raises(MissingDataError, match="failed"):
         paths.find_or_download(
             "other", ["file.bin"], urls={"file.bin": url}, md5s={"file.bin": "0" * 32},
-            data_dir=tmp_path / "data",
+            data_dir=tmp_path / "data", download=True,
         )
     assert os.listdir(tmp_path / "data" / "other") == []
 

@@ -1,4 +1,5 @@
-"""Tests of stn_keras.export: signatures, equality with model.predict, in-graph decoding."""
+"""Tests of stn_keras.export: signatures, equality with model.predict, in-graph
+decoding, image size limits read from headers, atomic export."""
 
 import os
 import subprocess
@@ -9,9 +10,12 @@ import numpy as np
 import pytest
 
 from serving_helpers import CLASS_NAMES
+from serving_helpers import animated_gif
 from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
+from serving_helpers import oversized_image
+from serving_helpers import png_bomb
 from serving_helpers import random_images
 
 pytestmark = pytest.mark.tensorflow_only
@@ -285,8 +289,10 @@ def test_two_channel_model_exports_without_bytes_signature(tmp_path, caplog):
         ({"class_names": ["a", "b"]}, "`class_names` must be 3 strings"),
         ({"input_range": (1.0, 0.0)}, "`input_range` must be two numbers"),
         ({"resize_method": "cubic"}, "Unknown resize_method"),
-        ({"probabilities_output": 2}, "`probabilities_output` must be an output name or an index in [0, 1)"),
-        ({"probabilities_output": "theta"}, "`probabilities_output` names no output"),
+        ({"probabilities_output": 2}, "`probabilities_output` must be an int in [0, 0]"),
+        ({"probabilities_output": "theta"}, "Unknown output name. Expected one of"),
+        ({"max_image_pixels": 0}, "`max_image_pixels` must be an int >= 1"),
+        ({"antialias": "yes"}, "`antialias` must be a bool"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, arguments, message):
@@ -321,3 +327,164 @@ def test_model_with_two_inputs_is_refused(tmp_path):
     model = keras.Model([first, second], keras.layers.Add()([first, second]))
     with pytest.raises(ValueError, match="exactly one image input"):
         export_saved_model(model, tmp_path / "1")
+
+
+@pytest.fixture(scope="module")
+def bombs():
+    """Images declaring over 16777216 pixels, with the size in the expected message."""
+    return {
+        "PNG": (png_bomb(), "20000 x 20000 pixels (height x width) and 1 frame(s)"),
+        "JPEG": (oversized_image("JPEG", 5000, 4000), "5000 x 4000 pixels"),
+        "GIF": (oversized_image("GIF", 30000, 700), "30000 x 700 pixels"),
+        "BMP": (oversized_image("BMP", 20000, 20000), "20000 x 20000 pixels"),
+        "PPM": (oversized_image("PPM", 1, 2**31 + 5), "1 x 2147483647 pixels"),
+    }
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF", "BMP", "PPM"])
+def test_bytes_signature_refuses_bombs_before_decoding(loaded, bombs, image_format):
+    import tensorflow as tf
+
+    encoded, declared = bombs[image_format]
+    good = encode_image(np.zeros((28, 28), np.uint8), "PNG")
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        loaded.signatures["predict_bytes"](image_bytes=tf.constant([good, encoded]))
+    assert f"The image declares {declared}" in error.value.message
+    assert "over the limit of 16777216 decoded pixels per image (max_image_pixels" in error.value.message
+
+
+def declared_sizes(encoded):
+    from stn_keras.export.image_headers import declared_size
+    from stn_keras.export.image_headers import read_declared_size
+
+    return read_declared_size(encoded), tuple(declared_size(encoded).numpy().tolist())
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF", "BMP", "PPM"])
+def test_python_and_graph_read_the_same_header_sizes(image_format):
+    pixels = (np.random.RandomState(2).rand(21, 17, 3) * 255).astype(np.uint8)
+    encoded = encode_image(pixels[..., 0] if image_format == "GIF" else pixels, image_format)
+    assert declared_sizes(encoded) == ((21, 17, 1), (21, 17, 1))
+    assert declared_sizes(png_bomb(300, 200)) == ((300, 200, 1), (300, 200, 1))
+    if image_format != "PNG":
+        big = oversized_image(image_format, 40000, 30000)
+        assert declared_sizes(big) == ((40000, 30000, 1), (40000, 30000, 1))
+
+
+def test_gif_frames_count_against_the_limit(tmp_path):
+    import tensorflow as tf
+
+    from stn_keras.export import decode_image
+
+    encoded = animated_gif(frames=5, shape=(12, 10))
+    assert declared_sizes(encoded) == ((12, 10, 5), (12, 10, 5))
+    # 5 frames of 120 pixels: within 600, over 599.
+    assert decode_image(encoded, (8, 8), 1, max_image_pixels=600).shape == (8, 8, 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"12 x 10 pixels \(height x width\) and 5 frame\(s\), over the limit of 599"):
+        decode_image(encoded, (8, 8), 1, max_image_pixels=599)
+
+
+@pytest.mark.parametrize("encoded", [b"", b"x", b"\x89PNG", b"GIF8", b"BM", b"not an image"])
+def test_unknown_or_truncated_headers_declare_no_pixels(encoded):
+    python_size, graph_size = declared_sizes(encoded)
+    assert python_size is None
+    # Left to the decoder, which refuses them.
+    assert np.prod(graph_size) == 0
+
+
+def test_malformed_netpbm_header_is_refused_by_the_size_check():
+    import tensorflow as tf
+
+    from stn_keras.export.image_headers import read_declared_size
+
+    assert read_declared_size(b"P6 12") is None
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Invalid PPM/PGM header"):
+        declared_sizes(b"P6 12")
+
+
+def test_max_image_pixels_is_an_export_option_recorded_in_the_metadata(tmp_path):
+    import json
+
+    import tensorflow as tf
+
+    from stn_keras.export import EXPORT_METADATA
+    from stn_keras.export import export_saved_model
+
+    export_saved_model(build_cnn(input_shape=(8, 8, 1)), tmp_path / "1", max_image_pixels=300)
+    options = json.loads((tmp_path / "1" / EXPORT_METADATA).read_text())
+    assert options["max_image_pixels"] == 300
+    assert options["class_names"] == ["0", "1", "2", "3"]
+    predict_bytes = tf.saved_model.load(str(tmp_path / "1")).signatures["predict_bytes"]
+    small = encode_image(np.zeros((20, 15), np.uint8), "PNG")
+    assert predict_bytes(image_bytes=tf.constant([small]))["class_ids"].shape == (1,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="20 x 16 pixels .* over the limit of 300"):
+        predict_bytes(image_bytes=tf.constant([encode_image(np.zeros((20, 16), np.uint8), "PNG")]))
+
+
+# Exports a model into the directory given as argv[1], killed with SIGKILL once
+# the SavedModel's graph and variables are written, before its metadata.
+INTERRUPTED_EXPORT = """
+import os, signal, sys
+sys.path.insert(0, "tests")
+from serving_helpers import build_cnn
+from stn_keras.export import export_saved_model
+from stn_keras.export import signatures
+
+def die(*arguments):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+signatures._write_json = die
+export_saved_model(build_cnn(seed=7), sys.argv[1])
+"""
+
+
+def test_export_killed_midway_leaves_the_previous_export_whole(tmp_path):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+    from stn_keras.serving.served_model import resolve_version
+
+    model = build_cnn()
+    images = random_images(2, (16, 16, 3), seed=3)
+    for existing in (False, True):
+        export_dir = tmp_path / str(int(existing)) / "1"
+        if existing:
+            export_saved_model(model, export_dir)
+        killed = subprocess.run(
+            [sys.executable, "-c", INTERRUPTED_EXPORT, str(export_dir)],
+            env=dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3"),
+            capture_output=True,
+        )
+        assert killed.returncode == -9, killed.stderr.decode()
+        leftovers = [path.name for path in export_dir.parent.iterdir()]
+        partial = [name for name in leftovers if name.startswith(".1.partial-")]
+        # The kill came after the SavedModel was written into the staging folder.
+        assert len(partial) == 1 and (export_dir.parent / partial[0] / "saved_model.pb").is_file()
+        if not existing:
+            assert leftovers == partial
+            with pytest.raises(ValueError, match="No SavedModel found"):
+                resolve_version(export_dir.parent)
+            continue
+        assert resolve_version(export_dir.parent) == (1, str(export_dir))
+        served = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+        np.testing.assert_allclose(
+            served(images=tf.constant(images))["probabilities"].numpy(),
+            model.predict(images, verbose=0),
+            atol=ATOL,
+        )
+
+
+def test_export_replaces_an_existing_directory(tmp_path):
+    import tensorflow as tf
+
+    from stn_keras.export import export_saved_model
+
+    export_saved_model(build_cnn(seed=1), tmp_path / "1")
+    model = build_cnn(seed=2)
+    export_saved_model(model, tmp_path / "1")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1"]
+    images = random_images(2, (16, 16, 3), seed=4)
+    served = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
+    np.testing.assert_allclose(
+        served(images=tf.constant(images))["probabilities"].numpy(), model.predict(images, verbose=0), atol=ATOL
+    )

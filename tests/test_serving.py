@@ -1,7 +1,6 @@
 """Tests of the TensorFlow Serving REST API server (serve.py, stn_keras.serving)."""
 
 import asyncio
-import base64
 import concurrent.futures
 import json
 import threading
@@ -14,13 +13,19 @@ import pytest
 from serving_helpers import CLASS_NAMES
 from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
+from serving_helpers import animated_gif
+from serving_helpers import b64
 from serving_helpers import encode_image
+from serving_helpers import oversized_image
+from serving_helpers import png_bomb
 from serving_helpers import random_images
+from serving_helpers import send_bombs_in_parallel
 from stn_keras.serving.server_process import ServerProcess
 
 ATOL = 1e-6
 MAX_BATCH_SIZE = 16
-MAX_BODY_BYTES = 400_000
+MAX_BODY_BYTES = 600_000
+MAX_REQUEST_PIXELS = 4000
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,8 @@ def server(exported):
         arguments += ["--model-dir", str(model_dir), "--model-name", name]
     process = ServerProcess(
         arguments + ["--max-batch-size", str(MAX_BATCH_SIZE), "--batch-timeout-ms", "5",
-                     "--max-body-bytes", str(MAX_BODY_BYTES)],
+                     "--max-body-bytes", str(MAX_BODY_BYTES),
+                     "--max-request-pixels", str(MAX_REQUEST_PIXELS)],
         ready_model="mnist",
     )
     yield process
@@ -59,9 +65,6 @@ def client(server):
 def predict(client, body, model="mnist"):
     return client.post(f"/v1/models/{model}:predict", json=body)
 
-
-def b64(data):
-    return {"b64": base64.b64encode(data).decode("ascii")}
 
 
 def assert_good_request_succeeds(client, exported):
@@ -93,6 +96,8 @@ def test_metadata_matches_the_saved_model_signatures(client, exported):
 
     metadata = client.get("/v1/models/mnist/metadata").json()
     assert metadata["model_spec"] == {"name": "mnist", "signature_name": "", "version": "1"}
+    options = metadata["metadata"]["export_options"]
+    assert options["max_image_pixels"] == 16777216 and options["class_names"] == CLASS_NAMES
     assert client.get("/v1/models/mnist/versions/1/metadata").json() == metadata
     served = metadata["metadata"]["signature_def"]["signature_def"]
     loaded = tf.saved_model.load(str(exported["mnist"][1] / "1"))
@@ -211,6 +216,13 @@ BAD_REQUESTS = {
     "body over the limit": (b" " * (MAX_BODY_BYTES + 1), 413, f"exceeds the limit of {MAX_BODY_BYTES} bytes"),
     "undecodable image": ({"signature_name": "predict_bytes", "instances": [b64(b"no image here")]}, 400, "Unknown image file format"),
     "truncated PPM": ({"signature_name": "predict_bytes", "instances": [b64(b"P6\n8 8\n255\n" + bytes(100))]}, 400, "Truncated PPM/PGM"),
+    "PNG bomb": ({"signature_name": "predict_bytes", "instances": [b64(png_bomb(20000, 20000))]}, 400, "The image declares 20000 x 20000 pixels (height x width) and 1 frame(s), over the limit of 16777216 decoded pixels per image"),
+    "JPEG bomb": ({"signature_name": "predict_bytes", "instances": [b64(oversized_image("JPEG", 60000, 60000))]}, 400, "declares 60000 x 60000 pixels"),
+    "GIF bomb": ({"signature_name": "predict_bytes", "inputs": [b64(oversized_image("GIF", 5000, 4000))]}, 400, "declares 5000 x 4000 pixels"),
+    "BMP bomb": ({"signature_name": "predict_bytes", "instances": [b64(oversized_image("BMP", 20000, 20000))]}, 400, "declares 20000 x 20000 pixels"),
+    "PPM bomb": ({"signature_name": "predict_bytes", "instances": [b64(oversized_image("PPM", 20000, 20000))]}, 400, "declares 20000 x 20000 pixels"),
+    "images over the request pixel limit": ({"signature_name": "predict_bytes", "instances": [b64(encode_image(np.zeros((28, 28), np.uint8), "PNG"))] * 6}, 400, f"declare 4704 decoded pixels or more together, over the limit of {MAX_REQUEST_PIXELS} per request"),
+    "GIF frames over the request pixel limit": ({"signature_name": "predict_bytes", "instances": [b64(animated_gif(frames=40, shape=(10, 11)))]}, 400, "declare 4400 decoded pixels"),
     "invalid base64": ({"signature_name": "predict_bytes", "instances": [{"b64": "@@@"}]}, 400, "invalid base64"),
     "numbers for bytes": ({"signature_name": "predict_bytes", "instances": [1.0]}, 400, "expects strings or {\"b64\": \"...\"} objects (DT_STRING); received a JSON number"),
     "unknown signature": ({"signature_name": "classify", "instances": image_list()}, 400, "Serving signature name: 'classify' not found in model 'mnist'"),
@@ -243,13 +255,35 @@ def test_bad_request_is_refused_and_server_keeps_answering(client, exported, cas
         ("POST", "/v1/models/mnist/versions/7:predict", 404, "Specific(mnist, 7)"),
         ("POST", "/v1/models/mnist:classify", 404, "Unsupported request path /v1/models/mnist:classify"),
         ("GET", "/v2/models", 404, "Not Found"),
-        ("DELETE", "/v1/models/mnist", 405, "Method Not Allowed"),
+        ("DELETE", "/v1/models/mnist", 405, "DELETE /v1/models/mnist: model status and metadata answer GET only"),
+        ("POST", "/v1/models/mnist/metadata", 405, "answer GET only"),
+        ("GET", "/v1/models/mnist:predict", 405, "GET /v1/models/mnist:predict: a predict request must be a POST"),
+        ("GET", "/v1/models/mnist/versions/1:predict", 405, "must be a POST"),
+        ("PUT", "/v1/models/lenet:predict", 405, "must be a POST"),
+        ("GET", "/v1/models/mnist/versions/1/extra", 404, "Unsupported request path"),
+        ("GET", "/docs", 404, "Not Found"),
     ],
 )
 def test_bad_url_is_refused(client, exported, method, path, status, message):
     answer = client.request(method, path, json={"instances": image_list()})
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
+    if status == 405:
+        assert answer.headers["allow"] in ("GET", "POST")
+    assert_good_request_succeeds(client, exported)
+
+
+@pytest.mark.tensorflow_only
+def test_dot_dot_path_is_not_found(server, client, exported):
+    import http.client
+
+    # Sent as is: HTTP clients would resolve the dot segments first.
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("GET", "/v1/models/../../etc/passwd")
+    answer = connection.getresponse()
+    assert answer.status == 404
+    assert "Unsupported request path /v1/models/../../etc/passwd" in json.loads(answer.read())["error"]
+    connection.close()
     assert_good_request_succeeds(client, exported)
 
 
@@ -262,7 +296,9 @@ def test_versioned_predict_url(client, exported):
 
 
 @pytest.mark.tensorflow_only
-def test_openapi_is_served(client):
+def test_openapi_is_served_without_a_docs_page(client):
+    # /docs would load Swagger UI from a CDN: blank offline, so not served.
+    assert client.get("/docs").status_code == 404
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v1/models/{name}:predict" in paths
     assert "/v1/models/{name}/metadata" in paths
@@ -442,7 +478,7 @@ def test_batcher_without_wait_runs_requests_as_they_come():
 
 
 def test_model_names_from_arguments():
-    import serve
+    from stn_keras.serving import cli as serve
 
     assert serve.models_from_arguments(["runs/a/saved_model", "models/b/1"], None) == {
         "a": "runs/a/saved_model", "b": "models/b/1"
@@ -462,3 +498,68 @@ def test_missing_saved_model_is_reported(tmp_path):
         ServedModel("empty", tmp_path)
     with pytest.raises(ValueError, match="A model name may hold"):
         ServedModel("a/b", tmp_path)
+
+
+@pytest.mark.tensorflow_only
+def test_parallel_bombs_are_refused_in_bounded_memory(server, client, exported):
+    pytest.importorskip("psutil")
+    assert_good_request_succeeds(client, exported)
+    answers, rss_growth = send_bombs_in_parallel(server)
+    assert [answer.status_code for answer in answers] == [400] * 8
+    assert all("20000 x 20000" in answer.json()["error"] for answer in answers)
+    # Decoding one of them would take 400 MB (8 bits x 20000 x 20000) or more.
+    assert rss_growth < 300 * 2**20
+    assert_good_request_succeeds(client, exported)
+
+
+def corrupt_copy(source, destination, damage):
+    """Copies the SavedModel ``source`` to ``destination`` and damages it."""
+    import shutil
+
+    shutil.copytree(source, destination)
+    damage(destination)
+    return destination
+
+
+def truncate(path, size):
+    with open(path, "r+b") as file:
+        file.truncate(size)
+
+
+DAMAGES = {
+    "truncated graph": (lambda d: truncate(d / "saved_model.pb", 100), "Cannot read the SavedModel graph '{}/saved_model.pb': the file is truncated or corrupt"),
+    "empty graph": (lambda d: truncate(d / "saved_model.pb", 0), "holds no graph: the file is truncated or corrupt"),
+    "truncated variables": (lambda d: truncate(next((d / "variables").glob("variables.data*")), 10), "Cannot load the SavedModel in '{}'"),
+    "missing variables": (lambda d: __import__("shutil").rmtree(d / "variables"), "Cannot load the SavedModel in '{}'"),
+    "corrupt export options": (lambda d: (d / "assets.extra" / "export_options.json").write_text("{"), "Cannot read '{}/assets.extra/export_options.json'"),
+}
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_saved_model_gives_one_clear_error(exported, tmp_path, damage):
+    from stn_keras.serving import ServedModel
+
+    function, message = DAMAGES[damage]
+    path = corrupt_copy(exported["rgb"][1] / "3", tmp_path / "1", function)
+    with pytest.raises(ValueError) as error:
+        ServedModel("rgb", path)
+    assert message.format(path) in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.tensorflow_only
+def test_server_started_on_a_damaged_saved_model_prints_one_line(exported, tmp_path):
+    import subprocess
+    import sys
+
+    path = corrupt_copy(exported["rgb"][1] / "3", tmp_path / "1", lambda d: truncate(d / "saved_model.pb", 100))
+    finished = subprocess.run(
+        [sys.executable, "-m", "stn_keras.serving", "--model-dir", str(path)],
+        capture_output=True, text=True, timeout=120,
+        env=dict(__import__("os").environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert finished.returncode == 1
+    lines = [line for line in finished.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"serve: error: Cannot read the SavedModel graph '{path}/saved_model.pb'")
+    assert "Traceback" not in finished.stderr

@@ -11,8 +11,15 @@ from stn_keras.visualization import displayable_images
 
 
 def tensorboard_available():
-    """Whether the ``tensorboard`` package, needed for image summaries, is installed."""
-    return importlib.util.find_spec("tensorboard") is not None
+    """Whether TensorBoard logs can be written: TensorFlow and ``tensorboard``.
+
+    Keras' TensorBoard callback and the image summaries here write through
+    ``tf.summary`` whatever the Keras backend, so both packages are needed.
+    """
+    return all(
+        importlib.util.find_spec(package) is not None
+        for package in ("tensorflow", "tensorboard")
+    )
 
 
 class TransformerImages(keras.callbacks.Callback):

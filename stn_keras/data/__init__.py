@@ -14,6 +14,7 @@ from stn_keras.data.distortion_result import DistortionResult
 from stn_keras.data.distortions import DISTORTIONS
 from stn_keras.data.distortions import distort
 from stn_keras.data.distortions import distortion_parameters
+from stn_keras.data.images import as_float_images
 from stn_keras.data.paths import MissingDataError
 from stn_keras.data.paths import resolve_data_dir
 from stn_keras.data.pipeline import make_pipeline

@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from stn_keras.validation import check_choice
+
 SPLITS = ("train", "val", "test")
 
 
@@ -50,10 +52,7 @@ class Dataset:
             ValueError: an unknown split, or an empty one (for example the
                 GTSRB test split when its archives are absent).
         """
-        if split not in SPLITS:
-            raise ValueError(
-                f"Unknown split. Expected one of {SPLITS}. Received: split={split!r}"
-            )
+        check_choice("split", split, SPLITS)
         images, labels = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         if len(images) == 0:
             raise ValueError(

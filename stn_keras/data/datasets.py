@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import os
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from stn_keras.data.dataset import Dataset
 from stn_keras.data.distortions import check_distortion
 from stn_keras.data.distortions import distort
 from stn_keras.data.distortions import distortion_parameters
+from stn_keras.validation import check_choice
+from stn_keras.validation import check_int
+from stn_keras.validation import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +26,11 @@ DEFAULT_VAL_SIZES = {"mnist": 10000, "fashion_mnist": 10000, "digits": 180, "gts
 DIGITS_TEST_SIZE = 360
 # The reader options each data set accepts, with their defaults.
 READER_OPTIONS = {
-    "mnist": {"download": True},
-    "fashion_mnist": {"download": True},
+    "mnist": {"download": None},
+    "fashion_mnist": {"download": None},
     "digits": {},
     "gtsrb": {
-        "download": True,
+        "download": None,
         "crop_to_roi": False,
         "on_error": "raise",
         "require_test": False,
@@ -59,18 +63,15 @@ def _json_safe(value):
 
 def _validation_count(val_size, total, name):
     """Number of validation images from an int count or a float fraction."""
-    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)):
-        valid = False
-    elif isinstance(val_size, float):
-        valid = 0.0 <= val_size < 1.0
-    else:
-        valid = 0 <= val_size < total
-    if not valid:
+    try:
+        if isinstance(val_size, float):
+            return round(check_number("val_size", val_size, 0, 1, exclusive_maximum=True) * total)
+        return check_int("val_size", val_size, 0, total - 1)
+    except ValueError:
         raise ValueError(
             f"`val_size` for {name} must be an int in [0, {total}) (images) or "
             f"a float in [0, 1) (fraction). Received: val_size={val_size!r}"
-        )
-    return round(val_size * total) if isinstance(val_size, float) else val_size
+        ) from None
 
 
 def _track_split(labels, tracks, fraction, seed):
@@ -181,21 +182,20 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
     Returns:
         A ``Dataset``.
     """
-    if name not in DATASETS:
-        raise ValueError(
-            f"Unknown data set. Expected one of {DATASETS}. Received: name={name!r}"
-        )
+    check_choice("name", name, DATASETS, "data set")
     if distortion is not None:
         check_distortion(distortion)
-    if source not in SOURCES[name]:
-        raise ValueError(
-            f"Unknown source for {name}. Expected one of {SOURCES[name]}. "
-            f"Received: source={source!r}"
-        )
+    check_choice("source", source, SOURCES[name], f"source for {name}")
     if name in ("mnist", "fashion_mnist") and image_size not in (None, 28):
         raise ValueError(
             f"{name} images are 28x28; `image_size` must be None or 28. "
             f"Received: image_size={image_size!r}"
+        )
+    if name == "digits" and data_dir is not None:
+        raise ValueError(
+            "The digits data set ships with scikit-learn and reads no data "
+            "directory: drop --data-dir (or choose a data set that lives "
+            f"there, such as mnist). Received: data_dir={os.fspath(data_dir)!r}"
         )
     reader_options, distortion_options = _split_options(name, distortion, options)
     val_size = DEFAULT_VAL_SIZES[name] if val_size is None else val_size

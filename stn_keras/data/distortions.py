@@ -39,9 +39,11 @@ from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
 from stn_keras.ops import make_grid
 from stn_keras.ops import bilinear_sample
 from stn_keras.ops import tps_control_points
+from stn_keras.validation import check_choice
 from stn_keras.validation import check_image_batch
 from stn_keras.validation import check_int
 from stn_keras.validation import check_int_pair
+from stn_keras.validation import check_number
 
 DISTORTIONS = (
     "rotated",
@@ -150,9 +152,7 @@ def _check_range(name, value, minimum=None):
 
 
 def _check_non_negative(name, value):
-    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
-    return float(value)
+    return check_number(name, value, 0)
 
 
 def _canvas(canvas_size, image_shape):
@@ -419,11 +419,7 @@ def distortion_parameters(distortion):
 
 
 def check_distortion(distortion):
-    if distortion not in DISTORTIONS:
-        raise ValueError(
-            f"Unknown distortion. Expected one of {DISTORTIONS} or None. "
-            f"Received: distortion={distortion!r}"
-        )
+    check_choice("distortion", distortion, DISTORTIONS, allow_none=True)
 
 
 def distort(images, distortion, seed=0, labels=None, compile_sampler=None, **params):

@@ -25,6 +25,7 @@ from stn_keras.data import paths
 from stn_keras.data.file_tree import FileTree
 from stn_keras.data.ppm import PpmFormatError
 from stn_keras.data.ppm import decode_ppm
+from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 
 logger = logging.getLogger(__name__)
@@ -353,7 +354,7 @@ def load_gtsrb(
     crop_to_roi=False,
     on_error="raise",
     require_test=False,
-    download=True,
+    download=None,
     cache=True,
 ):
     """Reads GTSRB's training and (when present) test images.
@@ -367,7 +368,8 @@ def load_gtsrb(
             file, or ``"skip"`` to leave them out and log their exact count.
         require_test: fail when the test split is missing instead of
             returning it empty.
-        download: whether missing archives may be downloaded.
+        download: whether missing archives may be downloaded (``None``: only
+            into the default data directory).
         cache: read and write the decoded arrays from the cache.
 
     Returns:
@@ -376,11 +378,7 @@ def load_gtsrb(
         ``y_test``, ``files`` (the sources and their checksums) and
         ``skipped`` (the number of files left out).
     """
-    if on_error not in ON_ERROR_CHOICES:
-        raise ValueError(
-            f"Unknown on_error. Expected one of {ON_ERROR_CHOICES}. "
-            f"Received: on_error={on_error!r}"
-        )
+    check_choice("on_error", on_error, ON_ERROR_CHOICES)
     image_size = check_int("image_size", image_size, 1)
     training, test_images, test_csv = _locate(data_dir, require_test, download)
     files = [training.describe()]

@@ -4,6 +4,7 @@ import numpy as np
 
 from stn_keras.data import idx
 from stn_keras.data import paths
+from stn_keras.validation import check_choice
 
 IDX_FILE_NAMES = (
     "train-images-idx3-ubyte.gz",
@@ -51,7 +52,7 @@ CLASS_NAMES = {
 SOURCES = ("auto", "idx", "tfds")
 
 
-def load_idx_splits(name, data_dir=None, download=True):
+def load_idx_splits(name, data_dir=None, download=None):
     """Reads the train and test splits of ``name`` from its four IDX files.
 
     Returns:
@@ -93,7 +94,7 @@ def load_tfds_splits(name, data_dir=None):
     return arrays[0], arrays[1], [{"tfds": name, "data_dir": data_dir}]
 
 
-def load_splits(name, data_dir=None, source="auto", download=True):
+def load_splits(name, data_dir=None, source="auto", download=None):
     """Train and test splits of MNIST or Fashion-MNIST from ``source``.
 
     Args:
@@ -101,13 +102,10 @@ def load_splits(name, data_dir=None, source="auto", download=True):
         data_dir: the data directory (see ``paths.resolve_data_dir``).
         source: ``"idx"`` (the IDX files, downloaded when missing),
             ``"tfds"`` (tensorflow_datasets) or ``"auto"`` (IDX).
-        download: whether missing IDX files may be downloaded.
+        download: whether missing IDX files may be downloaded (``None``: only
+            into the default data directory).
     """
-    if source not in SOURCES:
-        raise ValueError(
-            f"Unknown source for {name}. Expected one of {SOURCES}. "
-            f"Received: source={source!r}"
-        )
+    check_choice("source", source, SOURCES, f"source for {name}")
     if source == "tfds":
         return load_tfds_splits(name, data_dir)
     return load_idx_splits(name, data_dir, download)

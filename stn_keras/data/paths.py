@@ -111,7 +111,7 @@ def download_file(url, destination, md5):
 
 
 def find_or_download(dataset, file_names, urls=None, md5s=None, data_dir=None,
-                     search_dirs=(), download=True):
+                     search_dirs=(), download=None):
     """Returns the paths of ``file_names`` of ``dataset``, fetching missing ones.
 
     Args:
@@ -122,16 +122,28 @@ def find_or_download(dataset, file_names, urls=None, md5s=None, data_dir=None,
         data_dir: the data directory (see ``resolve_data_dir``).
         search_dirs: further folders (after ``<data_dir>/<dataset>``) where
             the complete set of files may already be, such as a system copy.
-        download: whether missing files may be downloaded.
+        download: whether missing files may be downloaded; ``None`` (the
+            default) downloads only into the default data directory, never
+            into a ``data_dir`` given explicitly (a typo there should fail,
+            not fetch and fill a new folder).
 
     Returns:
         ``{file_name: path}``.
 
     Raises:
-        MissingDataError: when a file is missing and cannot be downloaded; the
-            message names the files, the folders searched and how to provide
-            them.
+        MissingDataError: when an explicit ``data_dir`` does not exist, or a
+            file is missing and cannot be downloaded; the message names the
+            files, the folders searched and how to provide them.
     """
+    if data_dir is not None and not os.path.isdir(os.path.expanduser(os.fspath(data_dir))):
+        raise MissingDataError(
+            f"Data directory '{os.fspath(data_dir)}' does not exist. Point "
+            "--data-dir at the folder that holds the data sets (for example "
+            f"the one with {dataset}/ in it), or leave it unset to use "
+            f"{DATA_DIR_ENVIRONMENT_VARIABLE} or ~/.keras/datasets."
+        )
+    if download is None:
+        download = data_dir is None
     target = os.path.join(resolve_data_dir(data_dir), dataset)
     for folder in (target, *search_dirs):
         paths = {name: os.path.join(folder, name) for name in file_names}
@@ -143,7 +155,13 @@ def find_or_download(dataset, file_names, urls=None, md5s=None, data_dir=None,
     for name in missing:
         url = (urls or {}).get(name)
         if not download or url is None:
-            failures.append(f"{name}: no download {'allowed' if url else 'known'}")
+            reason = (
+                "no download known"
+                if url is None
+                else "not downloaded into an explicit data directory without "
+                "download=True (--download)"
+            )
+            failures.append(f"{name}: {reason}")
             continue
         logger.info("Downloading %s from %s", name, url)
         try:

@@ -9,7 +9,7 @@ from stn_keras.validation import check_int
 
 def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
                   num_classes=None, distortion_parameters=None, first_epoch=0,
-                  **kwargs):
+                  batch_multiple=1, num_epochs=None, **kwargs):
     """Returns batches of float32 images in [0, 1] and int labels.
 
     The result is a ``keras.utils.PyDataset`` (``BatchSequence``), accepted by
@@ -29,6 +29,12 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         first_epoch: the epoch to start at (shuffling and distortions of
             epoch ``e`` depend on ``(seed, e)`` only), so a run resumed at
             epoch ``k`` sees the batches the uninterrupted run saw.
+        batch_multiple: every batch holds a multiple of this many images
+            (for data-parallel training); ``batch_size`` must be one.
+        num_epochs: ``None``: one epoch, advanced by ``on_epoch_end``; or the
+            number of epochs from ``first_epoch`` the sequence holds end to
+            end, each batch fixed by its index (fit it with
+            ``steps_per_epoch=pipeline.steps_per_epoch``).
         **kwargs: ``workers``, ``use_multiprocessing``, ``max_queue_size``.
 
     Returns:
@@ -37,6 +43,12 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
     """
     batch_size = check_int("batch_size", batch_size, 1)
     first_epoch = check_int("first_epoch", first_epoch, 0)
+    batch_multiple = check_int("batch_multiple", batch_multiple, 1)
+    if batch_size % batch_multiple:
+        raise ValueError(
+            "`batch_size` must be a multiple of `batch_multiple`. Received: "
+            f"batch_size={batch_size}, batch_multiple={batch_multiple}"
+        )
     x, y = check_image_batch(x, y, "x", "y", allow_empty=False)
     if distortion is not None:
         check_distortion(distortion)
@@ -44,6 +56,8 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
             raise ValueError("Distortion 'addition' needs labels `y`: its label is the sum.")
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, 1)
+    if num_epochs is not None:
+        num_epochs = check_int("num_epochs", num_epochs, 1)
     return BatchSequence(
         x,
         y,
@@ -54,5 +68,7 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         distortion_parameters=distortion_parameters,
         num_classes=num_classes,
         first_epoch=first_epoch,
+        batch_multiple=batch_multiple,
+        num_epochs=num_epochs,
         **kwargs,
     )

@@ -4,5 +4,6 @@ from stn_keras.models.registry import MODELS
 from stn_keras.models.registry import build_model
 from stn_keras.models.registry import check_transformer_options
 from stn_keras.models.registry import has_spatial_transformer
-from stn_keras.models.registry import spatial_transformers
-from stn_keras.models.registry import transformer_model
+from stn_keras.models.introspection import find_spatial_transformers
+from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import transformer_model

@@ -2,13 +2,11 @@
 
 import inspect
 
-import keras
-
-from stn_keras.layers import SpatialTransformer
 from stn_keras.models import blocks
 from stn_keras.models import gtsrb
 from stn_keras.models import mnist
 from stn_keras.ops import TRANSFORMS
+from stn_keras.validation import check_choice
 
 MODELS = {
     "fcn": mnist.fcn,
@@ -28,20 +26,7 @@ def has_spatial_transformer(name):
 
 
 def _builder(name):
-    if name not in MODELS:
-        raise ValueError(
-            f"Unknown model. Expected one of {tuple(MODELS)}. "
-            f"Received: name={name!r}"
-        )
-    return MODELS[name]
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Unknown {name}. Expected one of {tuple(choices)}. "
-            f"Received: {name}={value!r}"
-        )
+    return MODELS[check_choice("name", name, MODELS, what="model")]
 
 
 def check_transformer_options(name, transform, loc_conv, loc_activation):
@@ -64,13 +49,13 @@ def check_transformer_options(name, transform, loc_conv, loc_activation):
         if value is not None
     }
     if has_spatial_transformer(name):
-        _check_choice("transform", given.get("transform", "affine"), TRANSFORMS)
-        _check_choice(
+        check_choice("transform", given.get("transform", "affine"), TRANSFORMS)
+        check_choice(
             "loc_conv",
             given.get("loc_conv", "conv"),
             blocks.LOCALIZATION_CONVOLUTIONS,
         )
-        _check_choice(
+        check_choice(
             "loc_activation",
             given.get("loc_activation", "relu"),
             blocks.LOCALIZATION_ACTIVATIONS,
@@ -148,38 +133,3 @@ def build_model(
             f"Expected some of {accepted}. Received: options={options}"
         )
     return builder(input_shape, num_classes, **given, **options)
-
-
-def spatial_transformers(model):
-    """The ``SpatialTransformer`` layers of ``model``, in graph order."""
-    return [
-        layer for layer in model.layers if isinstance(layer, SpatialTransformer)
-    ]
-
-
-def transformer_model(model):
-    """A sub-model from ``model``'s input to each transformer's outputs.
-
-    Args:
-        model: a functional model built by :func:`build_model` (or loaded
-            from a ``.keras`` file of one).
-
-    Returns:
-        A ``keras.Model`` returning the flat list ``[images_1, theta_1,
-        images_2, theta_2, ...]``, one pair per transformer in graph order:
-        the transformer's output and its ``(batch, num_parameters)``
-        parameters. ``None`` when the model has no spatial transformer.
-    """
-    transformers = spatial_transformers(model)
-    if not transformers:
-        return None
-    outputs = []
-    for transformer in transformers:
-        layer_outputs = transformer.output
-        if not transformer.return_theta:
-            raise ValueError(
-                f"Transformer '{transformer.name}' was built without "
-                "return_theta=True, so its theta is not in the graph."
-            )
-        outputs.extend(layer_outputs)
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_transformers")

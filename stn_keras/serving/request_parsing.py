@@ -17,9 +17,9 @@ import json
 
 import numpy as np
 
+from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.serving.serving_error import ServingError
 
-DEFAULT_SIGNATURE = "serving_default"
 REQUEST_FIELDS = ("inputs", "instances", "signature_name")
 # TensorFlow Serving writes string outputs whose name ends so as base64.
 BINARY_OUTPUT_SUFFIX = "_bytes"
@@ -89,7 +89,7 @@ def parse_predict_request(body, model, max_batch_size):
         )
     if "instances" not in document and "inputs" not in document:
         raise ServingError(400, "Missing 'inputs' or 'instances' key in the request body.")
-    signature_name = document.get("signature_name", DEFAULT_SIGNATURE)
+    signature_name = document.get("signature_name", SERVING_DEFAULT_SIGNATURE)
     if not isinstance(signature_name, str):
         raise ServingError(
             400,

@@ -1,12 +1,14 @@
 """`ServedModel`: one SavedModel loaded for serving, with its signatures."""
 
 import dataclasses
+import json
 import logging
 import os
 import re
 
 import numpy as np
 
+from stn_keras.export.names import EXPORT_METADATA
 from stn_keras.serving.serving_error import ServingError
 
 logger = logging.getLogger(__name__)
@@ -98,9 +100,6 @@ class ServedModel:
     """
 
     def __init__(self, name, model_dir):
-        import tensorflow as tf
-        from tensorflow.core.protobuf import saved_model_pb2
-
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name or ""):
             raise ValueError(
                 "A model name may hold letters, digits, '_', '.' and '-' "
@@ -108,11 +107,8 @@ class ServedModel:
             )
         self.name = name
         self.version, self.path = resolve_version(model_dir)
-        saved_model = saved_model_pb2.SavedModel()
-        with open(os.path.join(self.path, SAVED_MODEL_FILE), "rb") as file:
-            saved_model.ParseFromString(file.read())
-        self.signature_defs = dict(saved_model.meta_graphs[0].signature_def)
-        self._loaded = tf.saved_model.load(self.path)
+        self.signature_defs, self._loaded = _load(self.path)
+        self.export_options = _export_options(self.path)
         self.signatures = {
             signature_name: Signature(
                 signature_name,
@@ -130,6 +126,11 @@ class ServedModel:
             self.path,
             sorted(self.signatures),
         )
+
+    @property
+    def max_image_pixels(self):
+        """The export's limit on the pixels of one image, or ``None`` if unknown."""
+        return self.export_options.get("max_image_pixels")
 
     def signature(self, signature_name):
         """Returns the `Signature` named ``signature_name`` or raises a 400."""
@@ -190,7 +191,12 @@ class ServedModel:
                 "signature_name": "",
                 "version": str(self.version),
             },
-            "metadata": {"signature_def": {"signature_def": signature_defs}},
+            "metadata": {
+                "signature_def": {"signature_def": signature_defs},
+                # Not in TensorFlow Serving's answer: the options the model
+                # was exported with (pixel limit, class names...).
+                "export_options": self.export_options,
+            },
         }
 
     def check_version(self, version):
@@ -201,6 +207,64 @@ class ServedModel:
                 f"Servable not found for request: Specific({self.name}, "
                 f"{version}); the loaded version is {self.version}.",
             )
+
+
+def _load(path):
+    """Reads the signature definitions and loads the SavedModel at ``path``.
+
+    Raises:
+        ValueError: one line naming the path and what is wrong with it.
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    graph_file = os.path.join(path, SAVED_MODEL_FILE)
+    try:
+        with open(graph_file, "rb") as file:
+            saved_model.ParseFromString(file.read())
+    except (OSError, DecodeError) as error:
+        raise ValueError(
+            f"Cannot read the SavedModel graph '{graph_file}': the file is "
+            f"truncated or corrupt ({_first_line(error)}). Export the model again."
+        ) from None
+    if not saved_model.meta_graphs:
+        raise ValueError(
+            f"The SavedModel graph '{graph_file}' holds no graph: the file is "
+            "truncated or corrupt. Export the model again."
+        )
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load the SavedModel in '{path}': {type(error).__name__}: "
+            f"{_first_line(error)} (missing, truncated or corrupt files). "
+            "Export the model again."
+        ) from None
+    return dict(saved_model.meta_graphs[0].signature_def), loaded
+
+
+def _export_options(path):
+    """The options written by `export_saved_model`, or ``{}`` for another exporter."""
+    options_file = os.path.join(path, EXPORT_METADATA)
+    if not os.path.isfile(options_file):
+        return {}
+    try:
+        with open(options_file, encoding="utf-8") as file:
+            options = json.load(file)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"Cannot read '{options_file}': {_first_line(error)}. Export the model again."
+        ) from None
+    if not isinstance(options, dict):
+        raise ValueError(f"'{options_file}' must hold a JSON object. Export the model again.")
+    return options
+
+
+def _first_line(error):
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _tensor_infos(tensor_map):

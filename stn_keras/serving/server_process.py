@@ -1,4 +1,4 @@
-"""`ServerProcess`: serve.py run as a subprocess on a free loopback port."""
+"""`ServerProcess`: the server run as a subprocess on a free loopback port."""
 
 import os
 import signal
@@ -8,10 +8,8 @@ import sys
 import tempfile
 import time
 
-SERVE_SCRIPT = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "serve.py",
-)
+import stn_keras
+
 
 
 def free_port():
@@ -22,14 +20,15 @@ def free_port():
 
 
 class ServerProcess:
-    """``serve.py`` run as a subprocess on a free loopback port.
+    """``python -m stn_keras.serving`` run as a subprocess on a free loopback port.
 
-    Starts ``serve.py`` with the given arguments, bound to 127.0.0.1 only,
+    Starts the server with the given arguments, bound to 127.0.0.1 only,
     and waits until ``ready_model`` answers its status request. Used by the
     tests and the benchmark.
 
     Args:
-        arguments: arguments of serve.py after ``--host`` and ``--port``.
+        arguments: command-line arguments of the server after ``--host`` and
+            ``--port``.
         ready_model: a model name whose status URL answers once it is up.
         startup_timeout_s: how long to wait for it.
     """
@@ -40,12 +39,22 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile(mode="a+b")
-        environment = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+        # The subprocess imports the stn_keras this process imported, from a
+        # checkout or an installation alike.
+        package_root = os.path.dirname(os.path.dirname(stn_keras.__file__))
+        search_path = os.pathsep.join(
+            filter(None, [package_root, os.environ.get("PYTHONPATH")])
+        )
+        environment = dict(
+            os.environ,
+            KERAS_BACKEND="tensorflow",
+            TF_CPP_MIN_LOG_LEVEL="3",
+            PYTHONPATH=search_path,
+        )
         self.process = subprocess.Popen(
-            [sys.executable, SERVE_SCRIPT,
+            [sys.executable, "-m", "stn_keras.serving",
              "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "warning", *arguments],
-            cwd=os.path.dirname(SERVE_SCRIPT),
             env=environment,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -53,7 +62,7 @@ class ServerProcess:
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError("serve.py exited while starting:\n" + self.output())
+                raise RuntimeError("The server exited while starting:\n" + self.output())
             try:
                 if httpx.get(f"{self.url}/v1/models/{ready_model}", timeout=2).status_code == 200:
                     return
@@ -61,7 +70,7 @@ class ServerProcess:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"serve.py did not answer within {startup_timeout_s} s")
+                raise RuntimeError(f"The server did not answer within {startup_timeout_s} s")
             time.sleep(0.2)
 
     def output(self):

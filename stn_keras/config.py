@@ -1,0 +1,372 @@
+"""The settings of a training run: schema, resolution and validation.
+
+A run is described by one flat dictionary of settings. :data:`OPTIONS` is
+its schema (default, help, how to check a value, the command-line choices);
+:func:`resolve_config` merges :data:`DEFAULTS` < a ``--config`` YAML/JSON
+file < explicit settings and validates the result once. ``train.py`` builds
+its flags from the same schema.
+"""
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+from stn_keras import models
+from stn_keras.validation import check_bool
+from stn_keras.validation import check_choice
+from stn_keras.validation import check_int
+from stn_keras.validation import check_number
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+LR_SCHEDULES = ("constant", "step", "cosine")
+# mirrored and multi-worker training are tf.distribute features; data_parallel
+# is keras.distribution.DataParallel, which Keras implements on JAX.
+STRATEGIES = ("default", "mirrored", "data_parallel")
+# "auto": float16 compute on a GPU, bfloat16 on a CPU.
+MIXED_PRECISION = ("off", "auto", "bfloat16", "float16")
+# Settings that say which data a run used; evaluation reads them back.
+DATA_SETTINGS = (
+    "dataset",
+    "distortion",
+    "data_dir",
+    "seed",
+    "val_size",
+    "image_size",
+    "data_options",
+)
+
+
+def count_or_fraction(text):
+    """``--val-size``: ``"500"`` -> 500 images, ``"0.1"`` -> a tenth."""
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            "expected an image count (e.g. 5000) or a fraction (e.g. 0.1). "
+            f"Received: {text!r}"
+        ) from None
+
+
+def _optional(check):
+    """``check`` that lets ``None`` (unset) through."""
+
+    @functools.wraps(check)
+    def checked(name, value):
+        return None if value is None else check(name, value)
+
+    return checked
+
+
+def _mapping(name, value):
+    if not isinstance(value, dict):
+        raise ValueError(f"`{name}` must be a mapping. Received: {name}={value!r}")
+    return dict(value)
+
+
+def _text(name, value):
+    if not isinstance(value, str) or not value:
+        raise ValueError(
+            f"`{name}` must be a non-empty string. Received: {name}={value!r}"
+        )
+    return value
+
+
+def _val_size(name, value):
+    if isinstance(value, float):
+        return check_number(name, value, 0, 1, exclusive_maximum=True)
+    return check_int(name, value, 0)
+
+
+def _mixed_precision(name, value):
+    # Config files written before the policy names took true/false.
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    return check_choice(name, value, MIXED_PRECISION, "mixed precision policy")
+
+
+def _jit_compile(name, value):
+    if value == "auto":
+        return value
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be 'auto' or a bool. Received: {name}={value!r}")
+    return value
+
+
+def _distortion(name, value):
+    from stn_keras.data import DISTORTIONS
+
+    if value in (None, "none"):
+        return None
+    return check_choice(name, value, DISTORTIONS, "distortion")
+
+
+def _chooser(choices, what):
+    return lambda name, value: check_choice(name, value, choices, what)
+
+
+def _at_least(minimum):
+    return lambda name, value: check_int(name, value, minimum)
+
+
+def _positive_number(name, value):
+    return check_number(name, value, 0, exclusive_minimum=True)
+
+
+def _fraction_below_one(name, value):
+    return check_number(name, value, 0, 1, exclusive_maximum=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its default, help text and check.
+
+    ``check(name, value)`` returns the value, normalised, or raises a
+    ValueError naming the setting. ``choices`` are offered on the command
+    line; ``flag_type`` parses a flag's text.
+    """
+
+    default: object
+    help: str
+    check: object
+    choices: tuple = None
+    flag_type: object = None
+    boolean_flag: bool = False
+
+
+OPTIONS = {
+    "dataset": Option("digits", "data set name (stn_keras.data.DATASETS)", _text),
+    "distortion": Option(
+        None,
+        "distortion of the images (stn_keras.data.DISTORTIONS); unset or "
+        "'none': undistorted",
+        _distortion,
+    ),
+    "online_distortion": Option(
+        False,
+        "distort the training images afresh every epoch (as the paper "
+        "trained) instead of training on one fixed distortion; needs a "
+        "distortion",
+        check_bool,
+    ),
+    "model": Option(
+        "st_cnn",
+        "model name (see docs/TRAINING.md)",
+        _chooser(tuple(models.MODELS), "model"),
+        choices=tuple(models.MODELS),
+    ),
+    "transform": Option(None, "transformer's transform; unset means affine", _optional(_text)),
+    "loc_conv": Option(None, "localisation net convolutions; unset means conv", _optional(_text)),
+    "loc_activation": Option(
+        None, "localisation net activation; unset means relu", _optional(_text)
+    ),
+    "model_options": Option({}, "extra keyword arguments of the model builder", _mapping),
+    "data_options": Option({}, "extra keyword arguments of load_dataset", _mapping),
+    "epochs": Option(10, "number of epochs", _at_least(1)),
+    "batch_size": Option(
+        32, "images per training step (global, over all devices)", _at_least(1)
+    ),
+    "optimizer": Option(
+        "adam", "optimizer", _chooser(OPTIMIZERS, "optimizer"), choices=OPTIMIZERS
+    ),
+    "learning_rate": Option(0.001, "base learning rate", _positive_number),
+    "momentum": Option(0.0, "momentum of sgd and rmsprop", _fraction_below_one),
+    "lr_schedule": Option(
+        "constant",
+        "constant, step (the paper's: divide by lr_decay_factor every "
+        "lr_decay_steps iterations) or cosine (to 0 over the run)",
+        _chooser(LR_SCHEDULES, "learning-rate schedule"),
+        choices=LR_SCHEDULES,
+    ),
+    "lr_decay_steps": Option(50000, "iterations between step decays", _at_least(1)),
+    "lr_decay_factor": Option(0.1, "multiplier of each step decay", _positive_number),
+    "early_stopping_patience": Option(
+        0,
+        "stop after this many epochs without better validation accuracy "
+        "(0: never)",
+        _at_least(0),
+    ),
+    "seed": Option(0, "seed of the data split, initialisation and shuffling", _at_least(0)),
+    "data_dir": Option(
+        None,
+        "data directory; unset: STN_DATA_DIR or the data layer's default",
+        _optional(_text),
+    ),
+    "download": Option(
+        False,
+        "download a missing data set into --data-dir (without it, only the "
+        "default data directory is downloaded into)",
+        check_bool,
+    ),
+    "output_dir": Option("runs/run", "run directory", _text),
+    "val_size": Option(
+        None,
+        "validation images held out of training, a count or a fraction; "
+        "unset: the data layer's default",
+        _optional(_val_size),
+        flag_type=count_or_fraction,
+    ),
+    "image_size": Option(
+        None,
+        "resize images to this size; unset: the data set's own size",
+        _optional(_at_least(1)),
+        flag_type=int,
+    ),
+    "mixed_precision": Option(
+        "off",
+        "compute policy: off (float32), auto (float16 on a GPU, bfloat16 on "
+        "a CPU), bfloat16 or float16; the transformer's grid and sampling "
+        "stay float32",
+        _mixed_precision,
+        choices=MIXED_PRECISION,
+    ),
+    "jit_compile": Option(
+        "auto",
+        "compile the train step: auto (Keras' choice: XLA on JAX, and on "
+        "TensorFlow when the model allows; torch runs eagerly), or "
+        "--jit-compile / --no-jit-compile to force it on or off",
+        _jit_compile,
+        boolean_flag=True,
+    ),
+    "strategy": Option(
+        "default",
+        "default (one device); mirrored (TensorFlow: all local GPUs, or all "
+        "logical CPUs when there is none); data_parallel (JAX: all local "
+        "devices, through keras.distribution.DataParallel)",
+        _chooser(STRATEGIES, "strategy"),
+        choices=STRATEGIES,
+    ),
+    "tensorboard_images": Option(
+        8, "validation images shown in TensorBoard", _at_least(0)
+    ),
+    "resume": Option(False, "continue the interrupted run in output_dir", check_bool),
+    "verbose": Option(
+        1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch", _at_least(0)
+    ),
+}
+DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
+
+
+def read_config_file(path):
+    """Reads a YAML (``.yaml``/``.yml``) or JSON file of settings into a dict.
+
+    Keys may use hyphens or underscores (``batch-size`` or ``batch_size``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Config file not found. Received: path='{path}'")
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        raise ValueError(
+            f"Config file must end in .yaml, .yml or .json. Received: path='{path}'"
+        )
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as error:
+        if isinstance(error, json.JSONDecodeError) or type(
+            error
+        ).__module__.startswith("yaml"):
+            raise ValueError(f"Cannot parse config file '{path}': {error}") from error
+        raise
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"Config file '{path}' must hold a mapping of settings. "
+            f"Received: {type(values).__name__}"
+        )
+    return {str(key).replace("-", "_"): value for key, value in values.items()}
+
+
+def _check_known(values, source):
+    unknown = sorted(set(values) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"Unknown setting(s) {unknown} in {source}. Expected some of "
+            f"{sorted(DEFAULTS)}."
+        )
+
+
+def validate_config(config):
+    """Returns ``config`` with every value checked and normalised.
+
+    Raises:
+        ValueError: naming the first invalid setting, or a combination of
+            settings that cannot work together.
+    """
+    _check_known(config, "the configuration")
+    checked = {name: OPTIONS[name].check(name, config[name]) for name in OPTIONS}
+    if checked["online_distortion"] and checked["distortion"] is None:
+        raise ValueError(
+            "`online_distortion` needs a distortion to draw afresh every "
+            "epoch: set `distortion` (e.g. rts) or turn online_distortion "
+            "off. Received: online_distortion=True, distortion=None"
+        )
+    models.check_transformer_options(
+        checked["model"],
+        checked["transform"],
+        checked["loc_conv"],
+        checked["loc_activation"],
+    )
+    return checked
+
+
+def resolve_config(settings=None, config_path=None):
+    """Merges :data:`DEFAULTS` < the config file < ``settings``, validated.
+
+    Args:
+        settings: settings given explicitly (the command line's flags).
+        config_path: optional YAML or JSON file of settings.
+
+    Returns:
+        The full, validated configuration dictionary.
+    """
+    config = dict(DEFAULTS)
+    if config_path is not None:
+        values = read_config_file(config_path)
+        _check_known(values, f"config file '{config_path}'")
+        config.update(values)
+    settings = dict(settings or {})
+    _check_known(settings, "arguments")
+    config.update(settings)
+    return validate_config(config)
+
+
+def complete_saved_config(saved):
+    """A configuration saved by an earlier run, with settings added since.
+
+    ``config.json`` records every setting, so only settings added after the
+    run started are missing; their defaults reproduce what the run did.
+    """
+    return validate_config({**DEFAULTS, **saved})
+
+
+def data_settings(config):
+    """The data-identifying settings of ``config`` (see :data:`DATA_SETTINGS`)."""
+    return {name: config.get(name, DEFAULTS[name]) for name in DATA_SETTINGS}
+
+
+def dataset_arguments(config):
+    """Keyword arguments of ``stn_keras.data.load_dataset`` for ``config``."""
+    settings = data_settings(config)
+    # Only an explicit request is passed on: the data sets that cannot
+    # download (digits) then refuse it instead of ignoring it.
+    download = {"download": True} if config.get("download") else {}
+    return {
+        "name": settings["dataset"],
+        "distortion": settings["distortion"],
+        "data_dir": settings["data_dir"],
+        "seed": settings["seed"],
+        "val_size": settings["val_size"],
+        "image_size": settings["image_size"],
+        **download,
+        **settings["data_options"],
+    }

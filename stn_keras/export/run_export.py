@@ -1,0 +1,107 @@
+"""Exporting a training run's ``model.keras`` as its ``saved_model/``.
+
+A run trained on JAX or PyTorch, or on a machine without TensorFlow, still
+writes ``model.keras``; `export_run` (``python -m stn_keras.export RUN_DIR``)
+turns it into ``RUN_DIR/saved_model`` wherever TensorFlow is installed.
+"""
+
+import importlib.util
+import json
+import logging
+import keras
+
+from stn_keras.run_dir import RunDirectory
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAMES_KEY = "class_names"
+
+
+def saved_model_export_available():
+    """Whether this process can write a SavedModel, and why not.
+
+    Returns:
+        ``(True, "")``, or ``(False, reason)`` where ``reason`` says what to
+        do: run Keras on the TensorFlow backend, or install TensorFlow.
+    """
+    if importlib.util.find_spec("tensorflow") is None:
+        return False, (
+            "SavedModel export needs TensorFlow, which is not installed: "
+            "`pip install tensorflow`, then run `python -m stn_keras.export "
+            "RUN_DIR`."
+        )
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        return False, (
+            f"SavedModel export needs the TensorFlow backend; Keras runs on "
+            f"{backend!r}. Run `KERAS_BACKEND=tensorflow python -m "
+            "stn_keras.export RUN_DIR` to export the run's model.keras."
+        )
+    return True, ""
+
+
+def export_run(run_dir, **options):
+    """Writes ``RUN_DIR/saved_model`` from ``RUN_DIR/model.keras``, atomically.
+
+    The class names come from ``RUN_DIR/config.json`` (key
+    ``"class_names"``). The ``.keras`` file may have been saved on any
+    backend.
+
+    Args:
+        run_dir: a training run's directory.
+        **options: further keyword arguments of `export_saved_model`
+            (``input_range``, ``max_image_pixels``...).
+
+    Returns:
+        ``(saved_model_dir, signatures)``: the directory written and the
+        names of its signatures.
+
+    Raises:
+        ValueError: a missing directory, model or config file, a config
+            without class names, or a process that cannot export (see
+            `saved_model_export_available`).
+    """
+    from stn_keras.export.signatures import export_saved_model
+
+    available, reason = saved_model_export_available()
+    if not available:
+        raise ValueError(reason)
+    run_dir = RunDirectory(run_dir)
+    model_path, class_names = _run_files(run_dir)
+    try:
+        model = keras.saving.load_model(model_path)
+    except Exception as error:
+        raise ValueError(
+            f"Cannot load '{model_path}': {type(error).__name__}: {error}"
+        ) from error
+    export_dir = run_dir.saved_model_path
+    signatures = export_saved_model(model, export_dir, class_names=class_names, **options)
+    return export_dir, signatures
+
+
+def _run_files(run_dir):
+    """The run's model path and class names, or a ValueError naming what is missing."""
+    if not run_dir.path.is_dir():
+        raise ValueError(f"Run directory not found: '{run_dir.path}'.")
+    model_path = run_dir.model_path
+    if not model_path.is_file():
+        raise ValueError(
+            f"No {model_path.name} in '{run_dir.path}': pass the directory of a "
+            "finished training run."
+        )
+    config_path = run_dir.config_path
+    if not config_path.is_file():
+        raise ValueError(
+            f"No {config_path.name} in '{run_dir.path}': the class names of the "
+            f"SavedModel are read from its {CLASS_NAMES_KEY!r} key."
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"'{config_path}' is not valid JSON ({error}).") from error
+    if not isinstance(config, dict) or not isinstance(config.get(CLASS_NAMES_KEY), list):
+        raise ValueError(
+            f"'{config_path}' has no {CLASS_NAMES_KEY!r} list: the SavedModel's "
+            "class names are read from it."
+        )
+    return model_path, config[CLASS_NAMES_KEY]

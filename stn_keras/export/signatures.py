@@ -1,0 +1,291 @@
+"""`export_saved_model`: a trained classifier as a serving-ready SavedModel."""
+
+import json
+import logging
+from pathlib import Path
+
+import keras
+
+from stn_keras.export.atomic_directory import write_directory_atomically
+from stn_keras.export.image_decoding import decode_image
+from stn_keras.export.names import BYTES_INPUT
+from stn_keras.export.names import BYTES_SIGNATURE
+from stn_keras.export.names import DEFAULT_MAX_IMAGE_PIXELS
+from stn_keras.export.names import EXPORT_METADATA
+from stn_keras.export.names import IMAGES_INPUT
+from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
+from stn_keras.export.names import TRANSFORMERS_METADATA
+from stn_keras.export.names import TRANSFORMS_SIGNATURE
+from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import transformer_model
+from stn_keras.validation import check_bool
+from stn_keras.validation import check_choice
+from stn_keras.validation import check_int
+
+logger = logging.getLogger(__name__)
+
+RESIZE_METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3")
+# Channel counts the bytes signature can convert decoded images to.
+BYTES_SIGNATURE_CHANNELS = (1, 3)
+
+
+def export_saved_model(
+    model,
+    export_dir,
+    class_names=None,
+    input_range=(0.0, 1.0),
+    resize_method="bilinear",
+    antialias=True,
+    probabilities_output=0,
+    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+):
+    """Writes ``model`` as a SavedModel with serving signatures, atomically.
+
+    The decoding in ``predict_bytes`` reproduces the training input pipeline:
+    the size the image's header declares is checked against
+    ``max_image_pixels`` before anything is decoded; the image is then
+    decoded to 8- or 16-bit integers and scaled to float32 ``[0, 1]``
+    (value / 255 for 8 bits, value / maxval for PPM); a colour image becomes
+    grey with ``tf.image.rgb_to_grayscale`` (ITU-R 601 luma weights 0.2989,
+    0.5870, 0.1140) for a one-channel model, a grey image is repeated to
+    three channels for an RGB model, and an alpha channel is dropped; the
+    result is resized to the model's input size with
+    ``tf.image.resize(method=resize_method, antialias=antialias)`` and mapped
+    linearly from ``[0, 1]`` to ``input_range``. GIF animations use their
+    first frame. PPM/PGM is read by this graph (``tf.io.decode_image`` does
+    not know it): binary ``P6``/``P5`` only, with ``#`` comments in the
+    header and 8- or 16-bit samples. The images of one request are decoded
+    one after the other, so that memory holds one decoded image at a time.
+
+    The SavedModel is written beside ``export_dir`` and renamed into place
+    (see `write_directory_atomically`): an interrupted export never leaves a
+    directory that loads half.
+
+    Args:
+        model: a built Keras classifier with one float image input of known
+            ``(height, width, channels)`` (channels last) returning class
+            probabilities; a model with several outputs must say which one
+            holds the probabilities with ``probabilities_output``.
+        export_dir: directory to write the SavedModel to (replaced if it
+            exists). For TensorFlow Serving it must be a numbered version
+            folder, such as ``models/mnist/1``.
+        class_names: one name per class, or ``None`` for ``"0"``, ``"1"``...
+        input_range: ``(low, high)`` range of the model's training inputs;
+            decoded images in ``[0, 1]`` are mapped linearly onto it.
+        resize_method: method of ``tf.image.resize`` used in
+            ``predict_bytes``; one of ``RESIZE_METHODS``.
+        antialias: the ``antialias`` argument of ``tf.image.resize``. With
+            the default bilinear method, ``True`` matches PIL's bilinear
+            resize, which the data layer uses for GTSRB: a triangle filter
+            over the footprint when shrinking, plain bilinear interpolation
+            when enlarging.
+        probabilities_output: index or name of the model output holding the
+            class probabilities, for models with several outputs.
+        max_image_pixels: the most decoded pixels (height x width x GIF
+            frames) an image sent to ``predict_bytes`` may declare; larger
+            ones are refused with an INVALID_ARGUMENT error naming the limit
+            and the declared size. 4096 x 4096 by default.
+
+    Returns:
+        The list of signature names written.
+    """
+    import tensorflow as tf
+
+    _check_backend()
+    image_shape = _image_shape(model)
+    output_index = _output_index(model, probabilities_output)
+    num_classes = int(_as_list(model.outputs)[output_index].shape[-1])
+    options = {
+        "image_shape": list(image_shape),
+        "class_names": _class_names(class_names, num_classes),
+        "input_range": list(_input_range(input_range)),
+        "resize_method": check_choice("resize_method", resize_method, RESIZE_METHODS),
+        "antialias": check_bool("antialias", antialias),
+        "max_image_pixels": check_int("max_image_pixels", max_image_pixels, 1),
+    }
+
+    def probabilities(images):
+        outputs = _as_list(model(images, training=False))
+        return tf.cast(outputs[output_index], tf.float32)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    images_spec = tf.TensorSpec((None, *image_shape), tf.float32, name=IMAGES_INPUT)
+    archive.add_endpoint(
+        SERVING_DEFAULT_SIGNATURE,
+        lambda images: {"probabilities": probabilities(images)},
+        input_signature=[images_spec],
+    )
+    signatures = [SERVING_DEFAULT_SIGNATURE]
+    if _add_bytes_endpoint(archive, probabilities, options):
+        signatures.append(BYTES_SIGNATURE)
+    transformers = spatial_transformers(model)
+    if transformers:
+        transforms = transformer_model(model)
+        archive.add_endpoint(
+            TRANSFORMS_SIGNATURE,
+            lambda images: _named_transformer_outputs(transforms, transformers, images),
+            input_signature=[images_spec],
+        )
+        signatures.append(TRANSFORMS_SIGNATURE)
+    options["signatures"] = signatures
+
+    def write(directory):
+        archive.write_out(str(directory), verbose=False)
+        _write_json(directory / EXPORT_METADATA, options)
+        if transformers:
+            _write_json(
+                directory / TRANSFORMERS_METADATA,
+                [_transformer_metadata(layer) for layer in transformers],
+            )
+
+    write_directory_atomically(export_dir, write)
+    logger.info("Exported SavedModel with %s to %s", signatures, export_dir)
+    return signatures
+
+
+def _check_backend():
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "export_saved_model needs the TensorFlow backend; set "
+            "KERAS_BACKEND=tensorflow, or save model.keras and run "
+            "`python -m stn_keras.export RUN_DIR` with TensorFlow. Received: "
+            f"backend={keras.backend.backend()!r}"
+        )
+
+
+def _add_bytes_endpoint(archive, probabilities, options):
+    """Adds ``predict_bytes``; returns whether the model's channels allow it."""
+    import tensorflow as tf
+
+    height, width, channels = options["image_shape"]
+    if channels not in BYTES_SIGNATURE_CHANNELS:
+        logger.warning(
+            "The model takes %d channels; the %r signature converts decoded "
+            "images to %s channels only, so it is not exported.",
+            channels,
+            BYTES_SIGNATURE,
+            BYTES_SIGNATURE_CHANNELS,
+        )
+        return False
+    low, high = options["input_range"]
+    class_names = tf.constant(options["class_names"])
+
+    def decode(encoded):
+        return decode_image(
+            encoded,
+            (height, width),
+            channels,
+            options["resize_method"],
+            options["antialias"],
+            options["max_image_pixels"],
+        )
+
+    def predict_bytes(image_bytes):
+        # One image at a time: memory holds a single decoded image.
+        images = tf.map_fn(
+            decode,
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
+            parallel_iterations=1,
+        )
+        result = probabilities(images * (high - low) + low)
+        class_ids = tf.argmax(result, axis=-1, output_type=tf.int64)
+        return {
+            "class_ids": class_ids,
+            "class_names": tf.gather(class_names, class_ids),
+            "probabilities": result,
+        }
+
+    archive.add_endpoint(
+        BYTES_SIGNATURE,
+        predict_bytes,
+        input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
+    )
+    return True
+
+
+def _named_transformer_outputs(transforms, transformers, images):
+    import tensorflow as tf
+
+    outputs = transforms(images, training=False)
+    named = {}
+    for index, layer in enumerate(transformers):
+        named[f"{layer.name}_images"] = tf.cast(outputs[2 * index], tf.float32)
+        named[f"{layer.name}_theta"] = tf.cast(outputs[2 * index + 1], tf.float32)
+    return named
+
+
+def _transformer_metadata(layer):
+    """What drawing a transformer's sampled region needs beside theta."""
+    return {
+        "name": layer.name,
+        "transform": layer.transform,
+        "align_corners": layer.align_corners,
+        "grid_shape": list(layer.grid_shape),
+        "input_shape": list(layer.input.shape[1:]),
+    }
+
+
+def _write_json(path, value):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2))
+
+
+def _as_list(outputs):
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _image_shape(model):
+    inputs = _as_list(getattr(model, "inputs", None) if model.built else None)
+    if len(inputs) != 1 or inputs[0] is None:
+        raise ValueError(
+            "export_saved_model expects a built model with exactly one image "
+            f"input. Received: inputs={inputs}"
+        )
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or None in shape[1:]:
+        raise ValueError(
+            "export_saved_model expects one input of shape (batch, height, "
+            "width, channels) with known height, width and channels. "
+            f"Received: input shape={shape}"
+        )
+    return tuple(int(size) for size in shape[1:])
+
+
+def _output_index(model, probabilities_output):
+    output_names = list(model.output_names)
+    if isinstance(probabilities_output, str):
+        name = check_choice(
+            "probabilities_output", probabilities_output, output_names, what="output name"
+        )
+        return output_names.index(name)
+    return check_int("probabilities_output", probabilities_output, 0, len(output_names) - 1)
+
+
+def _class_names(class_names, num_classes):
+    if class_names is None:
+        return [str(index) for index in range(num_classes)]
+    class_names = list(class_names)
+    if len(class_names) != num_classes or not all(
+        isinstance(name, str) for name in class_names
+    ):
+        raise ValueError(
+            f"`class_names` must be {num_classes} strings, one per class of "
+            f"the model's output. Received: class_names={class_names!r}"
+        )
+    return class_names
+
+
+def _input_range(input_range):
+    try:
+        low, high = (float(value) for value in input_range)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not low < high:
+        raise ValueError(
+            "`input_range` must be two numbers (low, high) with low < high. "
+            f"Received: input_range={input_range!r}"
+        )
+    return low, high

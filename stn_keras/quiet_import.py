@@ -1,0 +1,84 @@
+"""Importing Keras without TensorFlow's start-up chatter.
+
+TensorFlow prints a dozen informational lines (oneDNN, CUDA stubs, CPU
+instruction sets) to the process' stderr while it is imported, before its
+logging is initialised, so neither ``TF_CPP_MIN_LOG_LEVEL`` nor Python's
+logging can filter them. :func:`import_keras_quietly` captures file
+descriptor 2 during the import and writes back every line except those
+informational ones: real warnings and errors still show.
+"""
+
+import contextlib
+import importlib
+import os
+import re
+import sys
+import tempfile
+
+# absl's informational records ("I0000 00:00:...") and the notice it prints
+# before its logging is initialised; the CPU-feature notice spans two lines;
+# on a machine without a GPU driver, the CUDA stub logs its failed probe as
+# an error although nothing is wrong.
+INFORMATIONAL_LINE = re.compile(
+    r"^(I\d{4} \d\d:\d\d:\d\d"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions: .*rebuild TensorFlow"
+    r"|E\d{4} .*cuda_platform\.cc:\d+\] failed call to cuInit)"
+)
+
+
+def filter_start_up_lines(text):
+    """``text`` without TensorFlow's informational start-up lines."""
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not INFORMATIONAL_LINE.match(line)
+    )
+
+
+@contextlib.contextmanager
+def _stderr_filtered():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = filter_start_up_lines(captured.read().decode(errors="replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def import_quietly(module_name):
+    """Imports ``module_name`` with TensorFlow's start-up lines filtered.
+
+    Returns the module. Also sets ``TF_CPP_MIN_LOG_LEVEL=1`` unless set, so
+    TensorFlow's later C++ informational lines stay quiet while its warnings
+    show. A module already imported is returned as is.
+    """
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    try:
+        os.fstat(2)
+    except OSError:
+        # No stderr to capture (a daemon, some notebooks): nothing to hide.
+        return importlib.import_module(module_name)
+    with _stderr_filtered():
+        module = importlib.import_module(module_name)
+        if "tensorflow" in sys.modules:
+            # TensorFlow probes for CUDA when it first lists devices, not on
+            # import: do that now, inside the filter.
+            sys.modules["tensorflow"].config.list_physical_devices()
+        return module
+
+
+def import_keras_quietly():
+    """Imports ``keras``, and so its backend, with the start-up lines filtered."""
+    return import_quietly("keras")

@@ -1,0 +1,162 @@
+"""What a training run's directory holds, and its bookkeeping.
+
+A run directory receives ``config.json`` (settings, library versions, the
+data's identity, the device), ``history.csv`` (one row per finished epoch),
+``model.keras`` (the best epoch by validation accuracy), ``saved_model/``,
+TensorBoard logs in ``logs/``, ``evaluation/`` and, while training, a
+crash-safe ``backup/`` that a resumed run continues from.
+"""
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from stn_keras.callbacks.atomic_backup_and_restore import STATE_FILE
+
+
+def write_atomically(path, text):
+    """Writes ``text`` to ``path`` through a temporary file and a rename.
+
+    Readers see the old file or the new one, never a half-written one.
+    """
+    path = Path(path)
+    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class RunDirectory:
+    """The files of one run, and what they say about its state.
+
+    Args:
+        path: the run directory (need not exist yet).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.history_path = self.path / "history.csv"
+        self.model_path = self.path / "model.keras"
+        self.saved_model_path = self.path / "saved_model"
+        self.logs_path = self.path / "logs"
+        self.backup_path = self.path / "backup"
+        self.evaluation_path = self.path / "evaluation"
+
+    def has_backup(self):
+        """Whether an interrupted run left a committed epoch to resume from."""
+        return (self.backup_path / STATE_FILE).is_file()
+
+    def is_finished(self):
+        """Whether a run completed here (a best model and no backup)."""
+        return self.model_path.exists() and not self.has_backup()
+
+    def check_can_start(self, resume):
+        """Raises ValueError when a run cannot start (or resume) here."""
+        if resume:
+            if not self.has_backup():
+                reason = (
+                    "the run finished"
+                    if self.is_finished()
+                    else "it never completed an epoch; start it again without --resume"
+                )
+                raise ValueError(
+                    f"Nothing to resume in '{self.path}': it has no backup ({reason})."
+                )
+            return
+        if self.has_backup() or self.is_finished():
+            raise ValueError(
+                f"Run directory '{self.path}' already holds a run. Pass --resume "
+                "to continue an interrupted run, or choose another --output-dir."
+            )
+
+    def check_writable(self):
+        """Creates the directory and proves a file can be written in it.
+
+        Run before training, so that a read-only or full disk is reported at
+        once, naming the path, instead of after the first epoch.
+
+        Raises:
+            ValueError: the directory cannot be created or written to.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.path) as probe:
+                probe.write(b"\0" * 4096)
+                probe.flush()
+                os.fsync(probe.fileno())
+        except OSError as error:
+            raise ValueError(
+                f"Cannot write to the run directory '{self.path}' "
+                f"({error.strerror or error}). Choose another --output-dir, "
+                "or free space / fix its permissions."
+            ) from error
+
+    def write_config(self, record):
+        """Writes ``config.json`` (atomically)."""
+        write_atomically(
+            self.config_path, json.dumps(record, indent=2, default=str) + "\n"
+        )
+
+    def read_config(self):
+        """The settings this run was started with (``config.json``'s ``config``).
+
+        Raises:
+            ValueError: there is no ``config.json`` (nothing was started here).
+        """
+        if not self.config_path.is_file():
+            raise ValueError(
+                f"'{self.config_path}' does not exist: no run was started in "
+                f"'{self.path}'. Start the run without --resume."
+            )
+        return json.loads(self.config_path.read_text())["config"]
+
+    def read_history(self):
+        """The rows of ``history.csv`` as dicts of floats (``epoch`` an int)."""
+        if not self.history_path.is_file():
+            return []
+        with open(self.history_path, newline="") as file:
+            return [
+                {
+                    key: int(value) if key == "epoch" else float(value)
+                    for key, value in row.items()
+                }
+                for row in csv.DictReader(file)
+            ]
+
+    def truncate_history(self, num_epochs):
+        """Keeps the header and the rows of the first ``num_epochs`` epochs.
+
+        A run killed after writing an epoch's row but before committing its
+        backup redoes that epoch on resume; this drops the stale row first.
+        Returns the rows kept, as :meth:`read_history` gives them.
+        """
+        if not self.history_path.is_file():
+            return []
+        # CSVLogger writes the epoch first on every row.
+        header, *body = self.history_path.read_text().splitlines(keepends=True)
+        kept = [line for line in body if int(line.split(",", 1)[0]) < num_epochs]
+        if len(kept) != len(body):
+            write_atomically(self.history_path, "".join([header, *kept]))
+        return self.read_history()
+
+
+def best_epoch(rows, monitor):
+    """``(best value of monitor, its 1-based epoch)`` over history rows.
+
+    ``(None, 0)`` when there are no rows.
+    """
+    best, epoch = None, 0
+    for row in rows:
+        if best is None or row[monitor] > best:
+            best, epoch = row[monitor], row["epoch"] + 1
+    return best, epoch

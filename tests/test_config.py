@@ -1,0 +1,134 @@
+"""Run settings: schema, precedence, validation, saved configs, data settings."""
+
+import json
+
+import pytest
+
+from stn_keras import config
+
+
+def test_resolve_config_precedence(tmp_path):
+    path = tmp_path / "experiment.yaml"
+    path.write_text(
+        "model: cnn\nbatch-size: 32\nepochs: 7\ndistortion: rts\nonline-distortion: true\n"
+    )
+    resolved = config.resolve_config({"epochs": 2}, path)
+    assert resolved["online_distortion"] is True  # from the file, hyphenated key
+    assert resolved["model"] == "cnn"  # from the file
+    assert resolved["batch_size"] == 32  # file, hyphenated key
+    assert resolved["epochs"] == 2  # the command line wins
+    assert resolved["optimizer"] == config.DEFAULTS["optimizer"]  # default
+    json_path = tmp_path / "experiment.json"
+    json_path.write_text(json.dumps({"distortion": "none", "lr_schedule": "cosine"}))
+    resolved = config.resolve_config({}, json_path)
+    assert resolved["distortion"] is None and resolved["lr_schedule"] == "cosine"
+
+
+def test_every_option_has_a_valid_default_and_help():
+    assert config.resolve_config({}) == config.DEFAULTS
+    for name, option in config.OPTIONS.items():
+        assert option.help, name
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": 0}, "`epochs` must be an int >= 1. Received: epochs=0"),
+        ({"epochs": True}, "`epochs` must be an int >= 1. Received: epochs=True"),
+        ({"optimizer": "adagrad"}, "Unknown optimizer. Expected one of ('sgd', 'adam', 'rmsprop')"),
+        ({"lr_schedule": "linear"}, "Unknown learning-rate schedule. Expected one of ('constant', 'step', 'cosine')"),
+        ({"strategy": "tpu"}, "Unknown strategy. Expected one of ('default', 'mirrored', 'data_parallel')"),
+        ({"model": "vgg"}, "Unknown model. Expected one of ('fcn', 'cnn'"),
+        ({"distortion": "swirl"}, "Unknown distortion. Expected one of"),
+        ({"learning_rate": -1.0}, "`learning_rate` must be a finite number > 0"),
+        ({"learning_rate": float("nan")}, "`learning_rate` must be a finite number > 0"),
+        ({"momentum": 1.5}, "`momentum` must be a finite number >= 0 and < 1"),
+        ({"mixed_precision": "yes"}, "Unknown mixed precision policy. Expected one of ('off', 'auto', 'bfloat16', 'float16')"),
+        ({"val_size": 1.5}, "`val_size` must be a finite number >= 0 and < 1"),
+        ({"val_size": -3}, "`val_size` must be an int >= 0"),
+        ({"model_options": [1]}, "`model_options` must be a mapping"),
+        ({"output_dir": ""}, "`output_dir` must be a non-empty string"),
+        ({"batchsize": 3}, "Unknown setting(s) ['batchsize'] in arguments"),
+        (
+            {"online_distortion": True},
+            "`online_distortion` needs a distortion to draw afresh every epoch: "
+            "set `distortion` (e.g. rts) or turn online_distortion off. "
+            "Received: online_distortion=True, distortion=None",
+        ),
+        ({"online_distortion": 1}, "`online_distortion` must be a bool"),
+        ({"jit_compile": "xla"}, "`jit_compile` must be 'auto' or a bool. Received: jit_compile='xla'"),
+        ({"model": "cnn", "transform": "tps"}, "Model 'cnn' has no spatial transformer"),
+    ],
+)
+def test_bad_settings(overrides, message):
+    with pytest.raises(ValueError) as error:
+        config.resolve_config(overrides)
+    assert message in str(error.value)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ValueError, match="Config file not found"):
+        config.resolve_config({}, tmp_path / "missing.yaml")
+    text_file = tmp_path / "settings.txt"
+    text_file.write_text("epochs: 3")
+    with pytest.raises(ValueError, match=r"must end in \.yaml, \.yml or \.json"):
+        config.resolve_config({}, text_file)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must hold a mapping of settings"):
+        config.resolve_config({}, listing)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{epochs: ")
+    with pytest.raises(ValueError, match="Cannot parse config file"):
+        config.resolve_config({}, broken)
+    broken_yaml = tmp_path / "broken.yaml"
+    broken_yaml.write_text("epochs: [3\n")
+    with pytest.raises(ValueError, match="Cannot parse config file"):
+        config.resolve_config({}, broken_yaml)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("epochz: 3\n")
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['epochz'\] in config file"):
+        config.resolve_config({}, unknown)
+
+
+def test_mixed_precision_true_false_of_older_files_are_policies():
+    assert config.resolve_config({"mixed_precision": True})["mixed_precision"] == "auto"
+    assert config.resolve_config({"mixed_precision": False})["mixed_precision"] == "off"
+
+
+def test_saved_config_of_an_older_run_gets_new_settings_defaults():
+    older = {
+        key: value
+        for key, value in config.DEFAULTS.items()
+        if key not in ("online_distortion", "download")
+    }
+    saved = config.complete_saved_config({**older, "epochs": 3, "mixed_precision": False})
+    assert saved["online_distortion"] is False and saved["download"] is False
+    assert saved["epochs"] == 3 and saved["mixed_precision"] == "off"
+
+
+def test_dataset_arguments_pass_download_only_when_asked():
+    arguments = config.dataset_arguments(
+        config.resolve_config({"dataset": "mnist", "data_options": {"source": "idx"}})
+    )
+    assert arguments == {
+        "name": "mnist",
+        "distortion": None,
+        "data_dir": None,
+        "seed": 0,
+        "val_size": None,
+        "image_size": None,
+        "source": "idx",
+    }
+    asked = config.dataset_arguments(config.resolve_config({"download": True}))
+    assert asked["download"] is True
+
+
+@pytest.mark.parametrize("text, value", [("500", 500), ("0.1", 0.1), (" 7 ", 7)])
+def test_count_or_fraction(text, value):
+    assert config.count_or_fraction(text) == value
+
+
+def test_count_or_fraction_refuses_words():
+    with pytest.raises(ValueError, match="expected an image count"):
+        config.count_or_fraction("ten")
