@@ -1,12 +1,13 @@
 """Benchmark: the project's sampler against torch's, in the same run.
 
-Times ``affine_grid`` + ``bilinear_sample`` (forward, and forward + backward
-with respect to images and theta) on the active Keras backend against
+Times ``affine_grid`` + ``grid_sample`` (forward, and forward + backward
+with respect to images and theta) in each sampling mode, on images
+(BxHxWxC) and volumes (BxDxHxWxC), on the active Keras backend against
 ``torch.nn.functional.affine_grid`` + ``grid_sample`` on the same CPU, and
 prints images/second and the ratio project / torch (above 1: faster).
 
     KERAS_BACKEND=tensorflow python bench/bench_sampler.py
-    KERAS_BACKEND=jax python bench/bench_sampler.py --shapes 256x42x42x1
+    KERAS_BACKEND=jax python bench/bench_sampler.py --shapes 256x42x42x1 --modes bilinear
 
 On TensorFlow the project's step runs as a ``tf.function``, with and
 without XLA (``jit_compile``); on JAX under ``jax.jit``.
@@ -27,28 +28,45 @@ from keras import ops
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from machine import cpu_model  # noqa: E402
 from stn_keras.ops import affine_grid  # noqa: E402
-from stn_keras.ops import bilinear_sample  # noqa: E402
+from stn_keras.ops import grid_sample  # noqa: E402
 
-DEFAULT_SHAPES = ("256x42x42x1", "256x60x60x1", "128x48x48x3", "32x224x224x3")
+DEFAULT_SHAPES = (
+    "256x42x42x1",
+    "256x60x60x1",
+    "128x48x48x3",
+    "32x224x224x3",
+    "16x32x32x32x1",
+)
+MODES = ("bilinear", "nearest", "bicubic")
 
 
 def parse_shape(text):
     try:
-        batch, height, width, channels = (int(part) for part in text.split("x"))
+        shape = tuple(int(part) for part in text.split("x"))
     except ValueError:
+        shape = ()
+    if len(shape) not in (4, 5):
         raise argparse.ArgumentTypeError(
-            f"A shape is BxHxWxC, e.g. 256x42x42x1. Received: {text!r}"
+            "A shape is BxHxWxC (images) or BxDxHxWxC (volumes), e.g. "
+            f"256x42x42x1. Received: {text!r}"
         )
-    return batch, height, width, channels
+    return shape
 
 
-def sample(images, theta):
-    grid = affine_grid(theta, ops.shape(images)[1:3])
-    return bilinear_sample(images, grid)
+def identity_theta(batch, spatial_rank, rng):
+    """Affine parameters near the identity, ``(batch, rank * (rank + 1))``."""
+    identity = np.eye(spatial_rank, spatial_rank + 1).ravel()
+    theta = identity + rng.normal(scale=0.2, size=(batch, identity.size))
+    return theta.astype("float32")
 
 
-def project_steps(backend, jit_compile):
+def project_steps(backend, jit_compile, mode):
     """Compiled forward and forward+backward steps on the Keras backend."""
+
+    def sample(images, theta):
+        grid = affine_grid(theta, tuple(images.shape[1:-1]))
+        return grid_sample(images, grid, mode, data_format="channels_last")
+
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -56,7 +74,13 @@ def project_steps(backend, jit_compile):
             with tf.GradientTape() as tape:
                 tape.watch([images, theta])
                 output = sample(images, theta)
-            return tape.gradient(output, [images, theta], upstream)
+            # "nearest" passes no gradient to theta: zeros, not None.
+            return tape.gradient(
+                output,
+                [images, theta],
+                upstream,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
 
         return (
             tf.function(sample, jit_compile=jit_compile),
@@ -86,17 +110,19 @@ def project_steps(backend, jit_compile):
     raise ValueError(f"Unsupported backend {backend!r}")
 
 
-def torch_steps():
+def torch_steps(mode):
+    def sample(images, theta):
+        grid = F.affine_grid(theta, images.shape, align_corners=False)
+        return F.grid_sample(images, grid, mode=mode, align_corners=False)
+
     def forward(images, theta):
         with torch.no_grad():
-            grid = F.affine_grid(theta, images.shape, align_corners=False)
-            return F.grid_sample(images, grid, align_corners=False)
+            return sample(images, theta)
 
     def backward(images, theta, upstream):
         images = images.detach().requires_grad_(True)
         theta = theta.detach().requires_grad_(True)
-        grid = F.affine_grid(theta, images.shape, align_corners=False)
-        output = F.grid_sample(images, grid, align_corners=False)
+        output = sample(images, theta)
         return torch.autograd.grad(output, [images, theta], upstream)
 
     return forward, backward
@@ -137,7 +163,14 @@ def main(argv=None):
         nargs="+",
         type=parse_shape,
         default=[parse_shape(shape) for shape in DEFAULT_SHAPES],
-        help="BxHxWxC shapes to time (default: %(default)s)",
+        help="BxHxWxC or BxDxHxWxC shapes to time (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        help="sampling modes (bicubic is skipped on volumes)",
     )
     parser.add_argument(
         "--repeats", type=int, default=10, help="timed calls (median kept)"
@@ -159,25 +192,22 @@ def main(argv=None):
         "jax": [("jit", True)],
         "torch": [("eager", False)],
     }[backend]
-    reference_forward, reference_backward = torch_steps()
     rng = np.random.default_rng(0)
     header = (
-        f"{'shape (B,H,W,C)':<18} {'variant':<7} {'pass':<9} "
+        f"{'shape':<18} {'mode':<8} {'variant':<7} {'pass':<9} "
         f"{'project img/s':>14} {'torch img/s':>12} {'ratio':>6}"
     )
     print(header)
     print("-" * len(header))
-    for batch, height, width, channels in arguments.shapes:
-        images = rng.uniform(size=(batch, height, width, channels))
-        images = images.astype("float32")
-        theta = np.tile([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], (batch, 1))
-        theta = (theta + rng.normal(scale=0.2, size=theta.shape)).astype(
-            "float32"
-        )
-        upstream = rng.normal(size=images.shape).astype("float32")
-        torch_images = torch.tensor(images).permute(0, 3, 1, 2).contiguous()
-        torch_theta = torch.tensor(theta).reshape(-1, 2, 3)
-        torch_upstream = torch.tensor(upstream).permute(0, 3, 1, 2).contiguous()
+    for shape in arguments.shapes:
+        batch, spatial_rank = shape[0], len(shape) - 2
+        images = rng.uniform(size=shape).astype("float32")
+        theta = identity_theta(batch, spatial_rank, rng)
+        upstream = rng.normal(size=shape).astype("float32")
+        channels_first = (0, len(shape) - 1, *range(1, len(shape) - 1))
+        torch_images = torch.tensor(images).permute(*channels_first).contiguous()
+        torch_theta = torch.tensor(theta).reshape(-1, spatial_rank, spatial_rank + 1)
+        torch_upstream = torch.tensor(upstream).permute(*channels_first).contiguous()
         keras_arguments = [
             ops.convert_to_tensor(value) for value in (images, theta, upstream)
         ]
@@ -185,28 +215,32 @@ def main(argv=None):
             "forward": (torch_images, torch_theta),
             "fwd+bwd": (torch_images, torch_theta, torch_upstream),
         }
-        for variant, jit_compile in variants:
-            forward, backward = project_steps(backend, jit_compile)
-            measured, reference = {}, {}
-            for name, step, reference_step, size in (
-                ("forward", forward, reference_forward, 2),
-                ("fwd+bwd", backward, reference_backward, 3),
-            ):
-                measured[name], reference[name] = interleaved_seconds(
-                    [
-                        (step, keras_arguments[:size]),
-                        (reference_step, torch_arguments[name]),
-                    ],
-                    arguments.repeats,
-                )
-            for name in ("forward", "fwd+bwd"):
-                print(
-                    f"{f'{batch}x{height}x{width}x{channels}':<18} "
-                    f"{variant:<7} {name:<9} "
-                    f"{batch / measured[name]:>14,.0f} "
-                    f"{batch / reference[name]:>12,.0f} "
-                    f"{reference[name] / measured[name]:>6.2f}"
-                )
+        for mode in arguments.modes:
+            if mode == "bicubic" and spatial_rank == 3:
+                continue
+            reference_forward, reference_backward = torch_steps(mode)
+            for variant, jit_compile in variants:
+                forward, backward = project_steps(backend, jit_compile, mode)
+                measured, reference = {}, {}
+                for name, step, reference_step, size in (
+                    ("forward", forward, reference_forward, 2),
+                    ("fwd+bwd", backward, reference_backward, 3),
+                ):
+                    measured[name], reference[name] = interleaved_seconds(
+                        [
+                            (step, keras_arguments[:size]),
+                            (reference_step, torch_arguments[name]),
+                        ],
+                        arguments.repeats,
+                    )
+                for name in ("forward", "fwd+bwd"):
+                    print(
+                        f"{'x'.join(map(str, shape)):<18} {mode:<8} "
+                        f"{variant:<7} {name:<9} "
+                        f"{batch / measured[name]:>14,.0f} "
+                        f"{batch / reference[name]:>12,.0f} "
+                        f"{reference[name] / measured[name]:>6.2f}"
+                    )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class TransformerView:
     name: str
     transform: str
     align_corners: bool
-    tps_grid_shape: tuple
+    grid_shape: tuple
     images: np.ndarray
     theta: np.ndarray
 
@@ -183,7 +183,7 @@ def _keras_transformer_views(model, images):
             name=layer.name,
             transform=layer.transform,
             align_corners=layer.align_corners,
-            tps_grid_shape=tuple(layer.tps_grid_shape),
+            grid_shape=tuple(layer.grid_shape),
             images=np.asarray(outputs[2 * index], "float32"),
             theta=np.asarray(outputs[2 * index + 1], "float32"),
         )
@@ -211,7 +211,7 @@ def _saved_model_transformer_views(loaded, path, input_shape):
                 name=entry["name"],
                 transform=entry["transform"],
                 align_corners=entry["align_corners"],
-                tps_grid_shape=tuple(entry["tps_grid_shape"]),
+                grid_shape=tuple(entry["grid_shape"]),
                 images=outputs[f"{entry['name']}_images"].numpy(),
                 theta=outputs[f"{entry['name']}_theta"].numpy(),
             )
@@ -378,7 +378,7 @@ def draw_transformer_views(views, images, labels, predictions, class_names, path
             tuple(view.images.shape[1:3]),
             input_size,
             align_corners=view.align_corners,
-            tps_grid_shape=view.tps_grid_shape,
+            grid_shape=view.grid_shape,
         )
         for view in views
     ]

@@ -2,7 +2,10 @@
 
 import math
 
+import keras
 import numpy as np
+
+DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def _is_int(value):
@@ -18,29 +21,45 @@ def check_bool(name, value):
     return value
 
 
+def check_int_tuple(name, value, length, minimum, meaning, allow_single=False):
+    """Returns ``value`` as a tuple of ``length`` ints >= ``minimum``.
+
+    With ``allow_single``, one int stands for ``length`` copies of itself.
+    ``meaning`` says what the ints are, for the error message.
+    """
+    if allow_single and _is_int(value):
+        value = (value,) * length
+    try:
+        ints = tuple(value)
+    except TypeError:
+        ints = None
+    if (
+        ints is None
+        or len(ints) != length
+        or not all(_is_int(size) and size >= minimum for size in ints)
+    ):
+        single = f"an int >= {minimum} or " if allow_single else ""
+        count = {2: "two", 3: "three"}.get(length, str(length))
+        raise ValueError(
+            f"`{name}` must be {single}a tuple of {count} ints >= {minimum} "
+            f"({meaning}). Received: {name}={value!r}"
+        )
+    return tuple(int(size) for size in ints)
+
+
 def check_int_pair(name, value, minimum, meaning, allow_single=False):
     """Returns ``value`` as a tuple of two ints >= ``minimum``.
 
     With ``allow_single``, one int stands for the pair ``(value, value)``.
     ``meaning`` says what the two ints are, for the error message.
     """
-    if allow_single and _is_int(value):
-        value = (value, value)
-    try:
-        pair = tuple(value)
-    except TypeError:
-        pair = None
-    if (
-        pair is None
-        or len(pair) != 2
-        or not all(_is_int(size) and size >= minimum for size in pair)
-    ):
-        single = f"an int >= {minimum} or " if allow_single else ""
-        raise ValueError(
-            f"`{name}` must be {single}a tuple of two ints >= {minimum} "
-            f"({meaning}). Received: {name}={value!r}"
-        )
-    return tuple(int(size) for size in pair)
+    return check_int_tuple(name, value, 2, minimum, meaning, allow_single)
+
+
+def check_data_format(data_format):
+    """Returns ``data_format``, or Keras' image data format for ``None``."""
+    data_format = data_format or keras.config.image_data_format()
+    return check_choice("data_format", data_format, DATA_FORMATS, "data format")
 
 
 def check_int(name, value, minimum, maximum=None):

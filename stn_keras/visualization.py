@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
+from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE  # noqa: E402
 from stn_keras.ops import make_grid  # noqa: E402
 
 OUTLINE_COLORS = ("red", "cyan", "yellow", "lime")
@@ -44,7 +45,7 @@ def sampled_region_outline(
     output_size,
     input_size,
     align_corners=False,
-    tps_grid_shape=(4, 4),
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """Where the transformer's output border lies in the input, in pixels.
 
@@ -60,7 +61,7 @@ def sampled_region_outline(
         output_size: ``(height, width)`` of the transformer's output.
         input_size: ``(height, width)`` of the transformer's input.
         align_corners: the transformer's grid convention.
-        tps_grid_shape: the transformer's TPS lattice shape.
+        grid_shape: the transformer's TPS lattice shape.
 
     Returns:
         ``(batch, points, 2)`` numpy array of ``(x, y)`` pixel coordinates.
@@ -71,7 +72,7 @@ def sampled_region_outline(
             ops.convert_to_tensor(np.asarray(theta, "float32")),
             output_size,
             align_corners=align_corners,
-            tps_grid_shape=tps_grid_shape,
+            grid_shape=grid_shape,
         )
     )
     border = np.concatenate(

@@ -38,7 +38,8 @@ def value_and_gradients(function, *arguments):
 
     Runs on the active Keras backend's own autodiff, so the library's
     gradients are tested on TensorFlow, JAX and PyTorch alike. Returns numpy
-    ``(value, [gradient for each argument])``.
+    ``(value, [gradient for each argument])``; an argument the value does
+    not depend on gets a zero gradient, on every backend.
     """
     if BACKEND == "tensorflow":
         import tensorflow as tf
@@ -46,7 +47,11 @@ def value_and_gradients(function, *arguments):
         variables = [tf.Variable(argument) for argument in arguments]
         with tf.GradientTape() as tape:
             value = function(*variables)
-        gradients = tape.gradient(value, variables)
+        gradients = tape.gradient(
+            value,
+            variables,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
         return value.numpy(), [gradient.numpy() for gradient in gradients]
     if BACKEND == "jax":
         import jax
@@ -64,6 +69,9 @@ def value_and_gradients(function, *arguments):
         value = function(*tensors)
         value.backward()
         return value.detach().cpu().numpy(), [
-            tensor.grad.cpu().numpy() for tensor in tensors
+            np.zeros(tensor.shape, "float32")
+            if tensor.grad is None
+            else tensor.grad.cpu().numpy()
+            for tensor in tensors
         ]
     raise NotImplementedError(f"No gradient helper for backend {BACKEND!r}")

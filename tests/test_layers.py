@@ -1,5 +1,6 @@
 """The Keras layers: contracts, serialisation, training, mixed precision."""
 
+import contextlib
 import os
 
 import keras
@@ -117,7 +118,7 @@ def test_generator_matches_function_and_round_trips_config(transform):
         theta,
         (7, 5),
         align_corners=True,
-        tps_grid_shape=options.get("grid_shape", (4, 4)),
+        grid_shape=options.get("grid_shape", stn_ops.DEFAULT_TPS_GRID_SHAPE),
     )
     np.testing.assert_array_equal(numpy(generator(theta)), numpy(expected))
     clone = generator_class.from_config(generator.get_config())
@@ -206,7 +207,7 @@ def test_coord_conv_config_round_trip():
 @pytest.mark.parametrize("transform", sorted(GENERATORS))
 def test_spatial_transformer_starts_as_identity(transform):
     transformer = layers.SpatialTransformer(
-        localization_net(), transform=transform, tps_grid_shape=(3, 3)
+        localization_net(), transform=transform, grid_shape=(3, 3)
     )
     images = random_images((2, 12, 10, 3))
     np.testing.assert_allclose(
@@ -246,37 +247,65 @@ def test_spatial_transformer_channels_first():
     assert tuple(transformer(images).shape) == (2, 3, 5, 5)
 
 
+def highest_matmul_precision():
+    """Full float32 matmuls: no TF32 (TensorFlow on NVIDIA GPUs), no
+    reduced-precision passes (JAX's default on GPU and TPU). torch uses full
+    precision unless asked otherwise."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.default_matmul_precision("highest")
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        @contextlib.contextmanager
+        def without_tensor_float_32():
+            enabled = tf.config.experimental.tensor_float_32_execution_enabled()
+            tf.config.experimental.enable_tensor_float_32_execution(False)
+            try:
+                yield
+            finally:
+                tf.config.experimental.enable_tensor_float_32_execution(enabled)
+
+        return without_tensor_float_32()
+    return contextlib.nullcontext()
+
+
 def test_learning_rate_multiplier_scales_localization_gradients():
-    images = ops.convert_to_tensor(random_images((2, 8, 8, 1)))
-
-    def gradients(multiplier):
-        keras.utils.set_random_seed(0)
-        transformer = layers.SpatialTransformer(
-            keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)]),
-            localization_learning_rate_multiplier=multiplier,
+    # The dense layers' gradients are compared to 1e-4: reduced-precision
+    # matmuls on a GPU would be off by more than that.
+    with highest_matmul_precision():
+        full, slow = (
+            learning_rate_multiplier_gradients(multiplier) for multiplier in (1.0, 0.1)
         )
-        transformer.build(images.shape)
-        # Move off the identity so every weight gets a gradient.
-        transformer.regression.kernel.assign(
-            np.random.default_rng(1).normal(scale=0.1, size=(4, 6))
-        )
-
-        def objective(*trainable_values):
-            output, _ = transformer.stateless_call(
-                list(trainable_values), [], images
-            )
-            return ops.sum(output**2)
-
-        values = [numpy(v) for v in transformer.trainable_variables]
-        return value_and_gradients(objective, *values)[1]
-
-    full, slow = gradients(1.0), gradients(0.1)
     assert len(full) == 4  # localisation dense and regression head
     for full_gradient, slow_gradient in zip(full, slow):
         assert np.abs(full_gradient).max() > 0
         np.testing.assert_allclose(
             slow_gradient, 0.1 * full_gradient, rtol=1e-4, atol=1e-7
         )
+
+
+def learning_rate_multiplier_gradients(multiplier):
+    images = ops.convert_to_tensor(random_images((2, 8, 8, 1)))
+
+    keras.utils.set_random_seed(0)
+    transformer = layers.SpatialTransformer(
+        keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)]),
+        localization_learning_rate_multiplier=multiplier,
+    )
+    transformer.build(images.shape)
+    # Move off the identity so every weight gets a gradient.
+    transformer.regression.kernel.assign(
+        np.random.default_rng(1).normal(scale=0.1, size=(4, 6))
+    )
+
+    def objective(*trainable_values):
+        output, _ = transformer.stateless_call(list(trainable_values), [], images)
+        return ops.sum(output**2)
+
+    values = [numpy(v) for v in transformer.trainable_variables]
+    return value_and_gradients(objective, *values)[1]
 
 
 def test_dynamic_batch_and_fit_with_and_without_jit():
@@ -432,7 +461,7 @@ def test_bad_constructor_arguments_raise(make, message):
             lambda: layers.SpatialTransformer(localization_net())(
                 keras.Input((None, None, 1))
             ),
-            "known height and width",
+            "known spatial sizes",
         ),
         (
             lambda: layers.CoordConv(2, 3)(keras.Input((4, 1))),

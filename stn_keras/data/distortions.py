@@ -35,6 +35,7 @@ import numpy as np
 from keras import ops
 
 from stn_keras.data.distortion_result import DistortionResult
+from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
 from stn_keras.ops import make_grid
 from stn_keras.ops import bilinear_sample
 from stn_keras.ops import tps_control_points
@@ -75,13 +76,13 @@ def _compile(function):
 
 
 @functools.lru_cache(maxsize=None)
-def _sampler(backend, transform, output_size, tps_grid_shape, quantise, compiled):
+def _sampler(backend, transform, output_size, grid_shape, quantise, compiled):
     """An ``(images, theta) -> images`` function for one transform and size."""
     del backend  # Only part of the cache key: compiled functions are per backend.
 
     def sample(images, theta):
         grid = make_grid(
-            transform, theta, output_size, tps_grid_shape=tps_grid_shape
+            transform, theta, output_size, grid_shape=grid_shape
         )
         output = bilinear_sample(ops.cast(images, "float32"), grid)
         # A projective map can send some target pixels to infinity; they have
@@ -99,7 +100,7 @@ def _sampler(backend, transform, output_size, tps_grid_shape, quantise, compiled
 _compile_sampler = contextvars.ContextVar("compile_sampler", default=None)
 
 
-def _warp(images, transform, theta, output_size, tps_grid_shape=(4, 4)):
+def _warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE):
     """Samples every image at its ``theta`` on the current backend, by chunks."""
     quantise = images.dtype == np.uint8
     count = len(images)
@@ -113,7 +114,7 @@ def _warp(images, transform, theta, output_size, tps_grid_shape=(4, 4)):
         keras.backend.backend(),
         transform,
         tuple(output_size),
-        tuple(tps_grid_shape),
+        tuple(grid_shape),
         quantise,
         compiled,
     )
@@ -286,7 +287,7 @@ def projective(images, rng, scale_range=(0.75, 1.0), corner_noise_std=5.0):
 
 
 def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
-            tps_grid_shape=(4, 4)):
+            grid_shape=DEFAULT_TPS_GRID_SHAPE):
     """E: scale, then a thin-plate spline whose control points move randomly.
 
     The spline maps each control point ``c`` of the output to
@@ -298,7 +299,7 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
     noise_std = _check_non_negative("control_point_noise_std", control_point_noise_std)
     count = len(images)
     height, width = images.shape[1:3]
-    control = tps_control_points(tps_grid_shape)
+    control = tps_control_points(grid_shape)
     scale = rng.uniform(*scale_range, size=count)
     control_point_offsets = rng.normal(0.0, noise_std, size=(count, len(control), 2))
     pixels_to_normalised = np.array([2.0 / width, 2.0 / height])
@@ -307,7 +308,7 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
         + control_point_offsets * pixels_to_normalised
     )
     output = _warp(
-        images, "tps", offsets.reshape(count, -1), (height, width), tps_grid_shape
+        images, "tps", offsets.reshape(count, -1), (height, width), grid_shape
     )
     return output, {"scale": scale, "control_point_offsets": control_point_offsets}
 

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from stn_keras.ops import sampling
 from stn_keras.validation import check_bool
+from stn_keras.validation import check_data_format
 
 
 def coordinate_channels(height, width, with_r=False, align_corners=False):
@@ -102,7 +102,7 @@ class CoordConv(keras.layers.Layer):
         super().__init__(**kwargs)
         self.with_r = check_bool("with_r", with_r)
         self.align_corners = check_bool("align_corners", align_corners)
-        self.data_format = sampling.validate_data_format(data_format)
+        self.data_format = check_data_format(data_format)
         # Conv2D validates its own arguments (filters, kernel_size, padding...)
         # with clear errors, at construction time.
         self.convolution = keras.layers.Conv2D(

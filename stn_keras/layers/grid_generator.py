@@ -16,7 +16,9 @@ class GridGenerator(keras.layers.Layer):
     quarter of a pixel in a 224-pixel image.
 
     Args:
-        output_size: ``(height, width)`` of the grid, or an int for square.
+        output_size: ``(height, width)`` of the grid, or an int for square
+            (the affine transform also takes ``(depth, height, width)`` for
+            a volumetric grid).
         align_corners: whether ``-1``/``+1`` are the centres (``True``) or
             the outer edges (``False``) of the corner pixels; the convention
             of ``torch.nn.functional.affine_grid``.
@@ -29,17 +31,25 @@ class GridGenerator(keras.layers.Layer):
     def __init__(self, output_size, align_corners=False, **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.output_size = grids.validate_output_size(output_size)
+        spatial_rank = grids.spatial_rank_of(output_size)
+        grids.check_transform(self.transform, spatial_rank)
+        self.output_size = grids.check_output_size(output_size, spatial_rank)
         self.align_corners = check_bool("align_corners", align_corners)
 
     @property
+    def spatial_rank(self):
+        return len(self.output_size)
+
+    @property
     def num_parameters(self):
-        return grids.num_parameters(self.transform, **self._grid_options())
+        return grids.num_parameters(
+            self.transform, spatial_rank=self.spatial_rank, **self._grid_options()
+        )
 
     def identity_parameters(self):
         """The parameters for which the grid samples the input unchanged."""
         return grids.identity_parameters(
-            self.transform, **self._grid_options()
+            self.transform, spatial_rank=self.spatial_rank, **self._grid_options()
         )
 
     def _grid_options(self):
@@ -48,7 +58,10 @@ class GridGenerator(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        matrix_form = self.transform == "affine" and shape[1:] == (2, 3)
+        matrix_form = self.transform == "affine" and shape[1:] == (
+            self.spatial_rank,
+            self.spatial_rank + 1,
+        )
         if not matrix_form and (
             len(shape) != 2 or shape[-1] not in (None, self.num_parameters)
         ):
@@ -70,7 +83,7 @@ class GridGenerator(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], *self.output_size, 2)
+        return (input_shape[0], *self.output_size, self.spatial_rank)
 
     def compute_output_spec(self, theta):
         dtype = "float64" if theta.dtype == "float64" else "float32"

@@ -7,6 +7,9 @@ from keras import ops
 from stn_keras.ops import grids
 from stn_keras.ops import sampling
 from stn_keras.validation import check_bool
+from stn_keras.validation import check_data_format
+from stn_keras.validation import check_int
+from stn_keras.validation import check_number
 
 
 def scale_gradient(x, multiplier):
@@ -24,9 +27,13 @@ class SpatialTransformer(keras.layers.Layer):
     its features are regressed, by a dense head initialised to the identity
     transform (zero kernel, identity bias), to the parameters ``theta`` of a
     transform; the grid generator turns ``theta`` into a sampling grid of
-    ``output_size`` and the bilinear sampler reads the input there. At
+    ``output_size`` and the sampler reads the input there. At
     initialisation the layer therefore passes the input through (resampled
     to ``output_size``), and training learns where to look.
+
+    Images (rank 4) take any transform; volumes (rank 5, ``(batch, depth,
+    height, width, channels)``) take the 12-parameter 3-D affine transform
+    and a localisation net of the user's making for volumes (``Conv3D``...).
 
     Jaderberg et al., "Spatial Transformer Networks", NeurIPS 2015
     (arXiv:1506.02025).
@@ -36,17 +43,21 @@ class SpatialTransformer(keras.layers.Layer):
             downsampled) input to features; any output rank, it is flattened
             before the regression head. It must not end in the regression
             itself: the layer adds the identity-initialised head.
-        output_size: ``(height, width)`` of the output, an int for square,
-            or ``None`` for the input's size.
-        transform: ``"affine"`` (6 parameters), ``"attention"`` (3: scale,
-            tx, ty), ``"similarity"`` (4: angle, scale, tx, ty),
-            ``"projective"`` (8) or ``"tps"`` (thin-plate spline, two per
-            control point).
-        tps_grid_shape: ``(rows, columns)`` of the TPS control lattice.
+        output_size: ``(height, width)`` of the output (an int for square),
+            ``(depth, height, width)`` for volumes, or ``None`` for the
+            input's size.
+        transform: ``"affine"`` (6 parameters, 12 for volumes),
+            ``"attention"`` (3: scale, tx, ty), ``"similarity"`` (4: angle,
+            scale, tx, ty), ``"projective"`` (8) or ``"tps"`` (thin-plate
+            spline, two per control point).
+        grid_shape: ``(rows, columns)`` of the TPS control lattice.
+        mode: the sampling kernel: ``"bilinear"`` (trilinear on volumes),
+            ``"nearest"`` (passes no gradient to theta) or ``"bicubic"``
+            (images only).
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
         align_corners: grid convention, as ``torch.nn.functional.affine_grid``.
         localization_downsample: integer factor by which the input is
-            bilinearly downsampled before the localisation network (the
+            linearly downsampled before the localisation network (the
             paper's ST-CNNs localise on a 2x-downsampled input).
         localization_learning_rate_multiplier: factor on the gradients
             reaching the regression head and the localisation network. With
@@ -60,14 +71,13 @@ class SpatialTransformer(keras.layers.Layer):
         **kwargs: base ``keras.layers.Layer`` arguments.
 
     Input shape:
-        ``(batch, height, width, channels)`` (channels_last) or
-        ``(batch, channels, height, width)`` (channels_first); height and
-        width must be known.
+        ``(batch, height, width, channels)`` or ``(batch, depth, height,
+        width, channels)`` (channels_last), or with the channels on axis 1
+        (channels_first); the spatial sizes must be known.
 
     Output shape:
-        The transformed images, ``(batch, out_height, out_width, channels)``
-        (or channels_first), and with ``return_theta`` a list
-        ``[images, theta]``.
+        The transformed input with spatial shape ``output_size``, and with
+        ``return_theta`` a list ``[output, theta]``.
 
     Example:
 
@@ -87,7 +97,8 @@ class SpatialTransformer(keras.layers.Layer):
         localization_net,
         output_size=None,
         transform="affine",
-        tps_grid_shape=grids.DEFAULT_TPS_GRID_SHAPE,
+        grid_shape=grids.DEFAULT_TPS_GRID_SHAPE,
+        mode="bilinear",
         padding_mode="zeros",
         align_corners=False,
         localization_downsample=1,
@@ -105,76 +116,84 @@ class SpatialTransformer(keras.layers.Layer):
                 f"Received: localization_net={localization_net!r}"
             )
         self.localization_net = localization_net
-        self.output_size = (
-            None
-            if output_size is None
-            else grids.validate_output_size(output_size)
+        if output_size is not None:
+            output_size = grids.check_output_size(
+                output_size, grids.spatial_rank_of(output_size)
+            )
+        self.output_size = output_size
+        self.transform = grids.check_transform(
+            transform, grids.spatial_rank_of(output_size or ())
         )
-        self.transform = grids.validate_transform(transform)
-        self.tps_grid_shape = grids.validate_tps_grid_shape(tps_grid_shape)
-        self.padding_mode = sampling.validate_padding_mode(padding_mode)
+        self.grid_shape = grids.check_grid_shape(grid_shape)
+        self.mode = sampling.check_mode(mode)
+        self.padding_mode = sampling.check_padding_mode(padding_mode)
         self.align_corners = check_bool("align_corners", align_corners)
         self.return_theta = check_bool("return_theta", return_theta)
-        if (
-            not isinstance(localization_downsample, (int, np.integer))
-            or isinstance(localization_downsample, bool)
-            or localization_downsample < 1
-        ):
-            raise ValueError(
-                "`localization_downsample` must be an int >= 1. Received: "
-                f"localization_downsample={localization_downsample!r}"
-            )
-        self.localization_downsample = int(localization_downsample)
-        if (
-            not isinstance(localization_learning_rate_multiplier, (int, float))
-            or isinstance(localization_learning_rate_multiplier, bool)
-            or not 0.0 <= localization_learning_rate_multiplier
-            or not np.isfinite(localization_learning_rate_multiplier)
-        ):
-            raise ValueError(
-                "`localization_learning_rate_multiplier` must be a finite "
-                "number >= 0. Received: localization_learning_rate_multiplier="
-                f"{localization_learning_rate_multiplier!r}"
-            )
-        self.localization_learning_rate_multiplier = float(
-            localization_learning_rate_multiplier
+        self.localization_downsample = check_int(
+            "localization_downsample", localization_downsample, 1
         )
-        self.data_format = sampling.validate_data_format(data_format)
-        self.num_parameters = grids.num_parameters(
-            transform, self.tps_grid_shape
+        self.localization_learning_rate_multiplier = check_number(
+            "localization_learning_rate_multiplier",
+            localization_learning_rate_multiplier,
+            minimum=0.0,
         )
+        self.data_format = check_data_format(data_format)
 
-    def identity_parameters(self):
-        return grids.identity_parameters(self.transform, self.tps_grid_shape)
+    def num_parameters(self, spatial_rank=2):
+        """Parameters the head regresses, for images (2) or volumes (3)."""
+        return grids.num_parameters(self.transform, self.grid_shape, spatial_rank)
+
+    def identity_parameters(self, spatial_rank=2):
+        """Parameters of the identity transform, for images or volumes."""
+        return grids.identity_parameters(
+            self.transform, self.grid_shape, spatial_rank
+        )
 
     def _spatial_size(self, input_shape):
         if self.data_format == "channels_first":
-            return tuple(input_shape[2:4])
-        return tuple(input_shape[1:3])
+            return tuple(input_shape[2:])
+        return tuple(input_shape[1:-1])
 
     def _localization_size(self, input_shape):
-        height, width = self._spatial_size(input_shape)
         factor = self.localization_downsample
-        return max(height // factor, 1), max(width // factor, 1)
+        return tuple(
+            max(size // factor, 1) for size in self._spatial_size(input_shape)
+        )
 
-    def _localization_shape(self, input_shape):
-        height, width = self._localization_size(input_shape)
+    def _with_spatial_size(self, input_shape, size):
         if self.data_format == "channels_first":
-            return (input_shape[0], input_shape[1], height, width)
-        return (input_shape[0], height, width, input_shape[3])
+            return (input_shape[0], input_shape[1], *size)
+        return (input_shape[0], *size, input_shape[-1])
 
     def _output_size(self, input_shape):
         return self.output_size or self._spatial_size(input_shape)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        if len(input_shape) != 4 or None in self._spatial_size(input_shape):
+        spatial_rank = len(input_shape) - 2
+        if spatial_rank not in (2, 3) or None in self._spatial_size(input_shape):
             raise ValueError(
-                f"SpatialTransformer '{self.name}' expects rank-4 images "
-                "with known height and width. "
+                f"SpatialTransformer '{self.name}' expects images (rank 4) or "
+                "volumes (rank 5) with known spatial sizes. "
                 f"Received: input_shape={input_shape}"
             )
-        localization_shape = self._localization_shape(input_shape)
+        if self.output_size is not None and len(self.output_size) != spatial_rank:
+            raise ValueError(
+                f"SpatialTransformer '{self.name}': `output_size` must have "
+                f"one entry per spatial axis of the input ({spatial_rank}). "
+                f"Received: output_size={self.output_size}, "
+                f"input_shape={input_shape}"
+            )
+        grids.check_transform(self.transform, spatial_rank)
+        if self.mode == "bicubic" and spatial_rank == 3:
+            raise ValueError(
+                f"SpatialTransformer '{self.name}': mode='bicubic' samples "
+                "images only; use 'bilinear' or 'nearest' for volumes. "
+                f"Received: input_shape={input_shape}"
+            )
+        localization_shape = self._with_spatial_size(
+            input_shape, self._localization_size(input_shape)
+        )
         if not self.localization_net.built:
             self.localization_net.build(localization_shape)
         features_shape = self.localization_net.compute_output_shape(
@@ -182,26 +201,38 @@ class SpatialTransformer(keras.layers.Layer):
         )
         num_features = int(np.prod(features_shape[1:]))
         self.regression = keras.layers.Dense(
-            self.num_parameters,
+            self.num_parameters(spatial_rank),
             kernel_initializer="zeros",
             bias_initializer=keras.initializers.Constant(
-                self.identity_parameters()
+                self.identity_parameters(spatial_rank)
             ),
             dtype=self.dtype_policy,
             name="regression",
         )
         self.regression.build((input_shape[0], num_features))
 
+    def _downsample(self, images):
+        size = self._localization_size(images.shape)
+        if len(size) == 2:
+            return ops.image.resize(
+                images, size, interpolation="bilinear", data_format=self.data_format
+            )
+        # No volumetric resize in keras.ops: sample the identity grid of the
+        # smaller size, which reads the same half-pixel-centred points.
+        identity = ops.convert_to_tensor(self.identity_parameters(3))
+        theta = ops.tile(identity[None], (ops.shape(images)[0], 1))
+        return sampling.grid_sample(
+            images,
+            grids.affine_grid(theta, size),
+            padding_mode="border",
+            data_format=self.data_format,
+        )
+
     def call(self, inputs, training=None):
         images = ops.cast(inputs, self.compute_dtype)
         localization_input = images
         if self.localization_downsample > 1:
-            localization_input = ops.image.resize(
-                images,
-                self._localization_size(images.shape),
-                interpolation="bilinear",
-                data_format=self.data_format,
-            )
+            localization_input = self._downsample(images)
         features = self.localization_net(localization_input, training=training)
         features = ops.reshape(features, (ops.shape(features)[0], -1))
         theta = self.regression(features)
@@ -212,11 +243,12 @@ class SpatialTransformer(keras.layers.Layer):
             theta,
             self._output_size(images.shape),
             align_corners=self.align_corners,
-            tps_grid_shape=self.tps_grid_shape,
+            grid_shape=self.grid_shape,
         )
-        output = sampling.bilinear_sample(
+        output = sampling.grid_sample(
             images,
             grid,
+            mode=self.mode,
             padding_mode=self.padding_mode,
             align_corners=self.align_corners,
             data_format=self.data_format,
@@ -226,13 +258,10 @@ class SpatialTransformer(keras.layers.Layer):
         return output
 
     def compute_output_shape(self, input_shape):
-        height, width = self._output_size(input_shape)
-        if self.data_format == "channels_first":
-            shape = (input_shape[0], input_shape[1], height, width)
-        else:
-            shape = (input_shape[0], height, width, input_shape[3])
+        shape = self._with_spatial_size(input_shape, self._output_size(input_shape))
         if self.return_theta:
-            return [shape, (input_shape[0], self.num_parameters)]
+            num_parameters = self.num_parameters(len(input_shape) - 2)
+            return [shape, (input_shape[0], num_parameters)]
         return shape
 
     def compute_output_spec(self, inputs, training=None):
@@ -253,7 +282,8 @@ class SpatialTransformer(keras.layers.Layer):
                 ),
                 "output_size": self.output_size,
                 "transform": self.transform,
-                "tps_grid_shape": self.tps_grid_shape,
+                "grid_shape": self.grid_shape,
+                "mode": self.mode,
                 "padding_mode": self.padding_mode,
                 "align_corners": self.align_corners,
                 "localization_downsample": self.localization_downsample,
@@ -269,6 +299,9 @@ class SpatialTransformer(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Files saved before the TPS lattice argument was renamed.
+        if "tps_grid_shape" in config:
+            config["grid_shape"] = config.pop("tps_grid_shape")
         config["localization_net"] = keras.saving.deserialize_keras_object(
             config["localization_net"]
         )

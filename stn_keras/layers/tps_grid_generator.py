@@ -51,10 +51,10 @@ class TPSGridGenerator(GridGenerator):
         **kwargs,
     ):
         super().__init__(output_size, align_corners=align_corners, **kwargs)
-        self.grid_shape = grids.validate_tps_grid_shape(grid_shape)
+        self.grid_shape = grids.check_grid_shape(grid_shape)
 
     def _grid_options(self):
-        return {"tps_grid_shape": self.grid_shape}
+        return {"grid_shape": self.grid_shape}
 
     def get_config(self):
         config = super().get_config()

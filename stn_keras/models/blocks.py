@@ -4,6 +4,7 @@ import keras
 
 from stn_keras.layers import CoordConv
 from stn_keras.layers import SpatialTransformer
+from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
 
 LOCALIZATION_CONVOLUTIONS = ("conv", "coordconv")
 LOCALIZATION_ACTIVATIONS = ("relu", "leaky_relu")
@@ -81,7 +82,7 @@ def spatial_transformer(
     name,
     localization_downsample=1,
     output_size=None,
-    tps_grid_shape=(4, 4),
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """Applies a ``SpatialTransformer`` (with ``return_theta``) to ``inputs``.
 
@@ -92,7 +93,7 @@ def spatial_transformer(
         localization_net,
         output_size=output_size,
         transform=transform,
-        tps_grid_shape=tps_grid_shape,
+        grid_shape=grid_shape,
         localization_downsample=localization_downsample,
         return_theta=True,
         name=name,

@@ -12,6 +12,7 @@ import keras
 
 from stn_keras.models import blocks
 from stn_keras.models.mnist import check_input_size
+from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
 
 
 def _convolution_block(features, filters, kernel_size, index, padding="valid"):
@@ -48,7 +49,7 @@ def st_idsia(
     dense_units=350,
     input_localization=(200, 300, 200),
     feature_localization=(150, 150, 150),
-    tps_grid_shape=(4, 4),
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """IDSIA column with a transformer on the input and one before conv 3.
 
@@ -72,7 +73,7 @@ def st_idsia(
         ),
         transform,
         "transformer_1",
-        tps_grid_shape=tps_grid_shape,
+        grid_shape=grid_shape,
     )
     for index, (count, kernel_size) in enumerate(zip(filters[:2], (7, 4)), 1):
         features = _convolution_block(features, count, kernel_size, index)
@@ -90,7 +91,7 @@ def st_idsia(
         ),
         transform,
         "transformer_2",
-        tps_grid_shape=tps_grid_shape,
+        grid_shape=grid_shape,
     )
     features = _convolution_block(features, filters[2], 4, 3)
     outputs = blocks.classifier_head(features, num_classes, (dense_units,))
@@ -106,7 +107,7 @@ def compact_st_cnn(
     filters=(32, 64, 128),
     dense_units=128,
     localization=(16, 32, 64),
-    tps_grid_shape=(4, 4),
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """A small ST-CNN for 32x32 colour signs: trains in minutes on a CPU.
 
@@ -129,7 +130,7 @@ def compact_st_cnn(
         ),
         transform,
         "transformer",
-        tps_grid_shape=tps_grid_shape,
+        grid_shape=grid_shape,
     )
     for index, count in enumerate(filters, 1):
         features = _convolution_block(features, count, 3, index, padding="same")

@@ -10,6 +10,7 @@ two-digit addition task (appendix A.1).
 import keras
 
 from stn_keras.models import blocks
+from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
 
 
 def check_input_size(input_shape, minimum, model_name):
@@ -61,7 +62,7 @@ def st_fcn(
     hidden_units=(108, 108, 108),
     localization_units=(32, 32, 32),
     transformer_output_size=None,
-    tps_grid_shape=(4, 4),
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """ST-FCN: a dense-localised transformer on the input, then an FCN.
 
@@ -84,7 +85,7 @@ def st_fcn(
         transform,
         "transformer",
         output_size=transformer_output_size,
-        tps_grid_shape=tps_grid_shape,
+        grid_shape=grid_shape,
     )
     outputs = blocks.classifier_head(transformed, num_classes, hidden_units)
     return keras.Model(inputs, outputs, name="st_fcn")
@@ -102,7 +103,7 @@ def st_cnn(
     localization_units=20,
     num_transformers=1,
     transformer_output_size=None,
-    tps_grid_shape=(4, 4),
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
     """ST-CNN: transformer(s) localised on the 2x-downsampled input, then a CNN.
 
@@ -143,7 +144,7 @@ def st_cnn(
                 f"transformer{suffix}",
                 localization_downsample=2,
                 output_size=transformer_output_size,
-                tps_grid_shape=tps_grid_shape,
+                grid_shape=grid_shape,
             )
         )
     features = transformed[0]

@@ -6,21 +6,29 @@ Every generator maps transform parameters ``theta`` of shape
 coordinates normalised to ``[-1, 1]``, the convention of
 ``torch.nn.functional.affine_grid``: ``-1`` and ``+1`` are the centres of the
 corner pixels when ``align_corners=True``, and the outer edges of the corner
-pixels when ``align_corners=False``.
+pixels when ``align_corners=False``. The affine transform also has a
+volumetric form: 12 parameters and an ``(x, y, z)`` grid
+``(batch, depth, height, width, 3)``.
 
 All functions use ``keras.ops`` only, so they run and differentiate on every
 Keras backend. Constant parts of a grid (the target lattice, the thin-plate
 spline kernel) are computed once in numpy, in float64, and embedded as
-constants.
+constants. No grid goes through a matmul: products with the parameters are
+written out elementwise, so reduced-precision matmuls (TF32 on NVIDIA GPUs,
+JAX's default precision) cannot touch them and they match torch to float32
+rounding on every device.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from stn_keras.validation import check_choice
 from stn_keras.validation import check_int_pair
+from stn_keras.validation import check_int_tuple
 
 TRANSFORMS = ("affine", "attention", "similarity", "projective", "tps")
+# The paper's thin-plate-spline control lattice, (rows, columns).
 DEFAULT_TPS_GRID_SHAPE = (4, 4)
 
 
@@ -35,50 +43,80 @@ def _normalised_coordinates(size, align_corners):
     return coordinates
 
 
-def validate_output_size(output_size, name="output_size"):
-    """Returns ``output_size`` as a ``(height, width)`` tuple of positive ints."""
-    return check_int_pair(
-        name, output_size, 1, "height, width", allow_single=True
+def spatial_rank_of(output_size):
+    """2 for an image size (an int or a pair), 3 for ``(depth, height, width)``."""
+    try:
+        return 3 if len(output_size) == 3 else 2
+    except TypeError:
+        return 2
+
+
+def check_output_size(output_size, spatial_rank=2, name="output_size"):
+    """Returns ``output_size`` as a tuple of ``spatial_rank`` positive ints.
+
+    ``(height, width)`` for images (an int for square), ``(depth, height,
+    width)`` for volumes (an int for a cube).
+    """
+    meaning = "height, width" if spatial_rank == 2 else "depth, height, width"
+    return check_int_tuple(
+        name, output_size, spatial_rank, 1, meaning, allow_single=True
     )
 
 
-def validate_tps_grid_shape(grid_shape):
+def check_grid_shape(grid_shape):
     """Returns a thin-plate-spline control lattice shape ``(rows, columns)``."""
     return check_int_pair(
         "grid_shape", grid_shape, 2, "rows, columns of the control lattice"
     )
 
 
+def check_transform(transform, spatial_rank=2):
+    """Returns ``transform`` if it names a transform of that rank, else raises."""
+    check_choice("transform", transform, TRANSFORMS)
+    if spatial_rank == 3 and transform != "affine":
+        raise ValueError(
+            "Only the affine transform has a volumetric (3-D) form. "
+            f"Received: transform={transform!r} with a 3-D output size"
+        )
+    return transform
+
+
 def base_grid(output_size, align_corners=False):
-    """Homogeneous target coordinates ``(height * width, 3)`` as ``(x, y, 1)``.
+    """Homogeneous target coordinates ``(P, n + 1)`` as ``(x, y[, z], 1)``.
 
-    Rows are in row-major order (y outer, x inner), as the output pixels.
+    ``output_size`` is ``(height, width)`` (``P = height * width``) or
+    ``(depth, height, width)``. Rows are in row-major order (x fastest), as
+    the output pixels.
     """
-    height, width = validate_output_size(output_size)
-    x = _normalised_coordinates(width, align_corners)
-    y = _normalised_coordinates(height, align_corners)
-    grid_x, grid_y = np.meshgrid(x, y)
-    return np.stack(
-        [grid_x.ravel(), grid_y.ravel(), np.ones(height * width)], axis=-1
-    )
+    output_size = check_output_size(output_size, spatial_rank_of(output_size))
+    axes = [_normalised_coordinates(size, align_corners) for size in output_size]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    columns = [axis.ravel() for axis in reversed(mesh)]
+    return np.stack(columns + [np.ones(mesh[0].size)], axis=-1)
 
 
-def num_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
+def num_parameters(transform, grid_shape=DEFAULT_TPS_GRID_SHAPE, spatial_rank=2):
     """Number of parameters the localisation network regresses."""
-    validate_transform(transform)
+    check_transform(transform, spatial_rank)
+    if spatial_rank == 3:
+        return 12
     if transform == "tps":
-        rows, columns = validate_tps_grid_shape(tps_grid_shape)
+        rows, columns = check_grid_shape(grid_shape)
         return 2 * rows * columns
     return {"affine": 6, "attention": 3, "similarity": 4, "projective": 8}[
         transform
     ]
 
 
-def identity_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
+def identity_parameters(
+    transform, grid_shape=DEFAULT_TPS_GRID_SHAPE, spatial_rank=2
+):
     """Parameters for which ``transform`` samples the input unchanged."""
-    validate_transform(transform)
+    check_transform(transform, spatial_rank)
+    if spatial_rank == 3:
+        return np.eye(3, 4, dtype=np.float32).ravel()
     if transform == "tps":
-        return np.zeros(num_parameters("tps", tps_grid_shape), dtype=np.float32)
+        return np.zeros(num_parameters("tps", grid_shape), dtype=np.float32)
     return np.asarray(
         {
             "affine": [1, 0, 0, 0, 1, 0],
@@ -88,16 +126,6 @@ def identity_parameters(transform, tps_grid_shape=DEFAULT_TPS_GRID_SHAPE):
         }[transform],
         dtype=np.float32,
     )
-
-
-def validate_transform(transform):
-    """Returns ``transform`` if it names a known transform, else raises."""
-    if transform not in TRANSFORMS:
-        raise ValueError(
-            f"Unknown transform. Expected one of {TRANSFORMS}. "
-            f"Received: transform={transform!r}"
-        )
-    return transform
 
 
 def _as_parameter_matrix(theta, expected, name):
@@ -120,50 +148,60 @@ def _is_floating(dtype):
 
 
 def _apply_homogeneous(theta_matrix, output_size, align_corners):
-    """``(B, rows, 3)`` matrices applied to the target lattice -> ``(B, P, rows)``."""
+    """``(B, rows, n + 1)`` matrices applied to the lattice -> ``(B, P, rows)``."""
     lattice = base_grid(output_size, align_corners)
-    x, y = (
-        ops.convert_to_tensor(lattice[None, :, axis, None], theta_matrix.dtype)
-        for axis in (0, 1)
-    )
-    # Written out rather than as a (P, 3) x (B, 3, rows) matmul: XLA fuses
-    # this into one pass, about 3x faster than its batched tiny-matmul.
-    return (
-        x * theta_matrix[:, None, :, 0]
-        + y * theta_matrix[:, None, :, 1]
-        + theta_matrix[:, None, :, 2]
-    )
+    # Written out rather than as a (P, n + 1) x (B, n + 1, rows) matmul: XLA
+    # fuses this into one pass, about 3x faster than its batched tiny
+    # matmul, and no reduced-precision matmul can round it.
+    points = None
+    for axis in range(lattice.shape[1] - 1):
+        column = ops.convert_to_tensor(
+            lattice[None, :, axis, None], theta_matrix.dtype
+        )
+        term = column * theta_matrix[:, None, :, axis]
+        points = term if points is None else points + term
+    return points + theta_matrix[:, None, :, -1]
 
 
 def _to_grid(points, output_size):
-    height, width = output_size
-    return ops.reshape(points, (-1, height, width, 2))
+    return ops.reshape(points, (-1, *output_size, len(output_size)))
 
 
 def affine_grid(theta, output_size, align_corners=False):
     """Sampling grid of an affine transform, as ``torch...affine_grid``.
 
+    Images and volumes: with ``output_size`` ``(height, width)`` theta maps
+    target ``(x, y, 1)`` to source ``(x, y)``; with ``(depth, height,
+    width)`` it maps ``(x, y, z, 1)`` to ``(x, y, z)``.
+
     Args:
-        theta: ``(batch, 6)`` or ``(batch, 2, 3)``: the rows of the matrix
-            mapping target ``(x, y, 1)`` to source ``(x, y)``.
-        output_size: ``(height, width)`` of the grid (an int for square).
+        theta: ``(batch, 6)`` or ``(batch, 2, 3)`` for images, ``(batch,
+            12)`` or ``(batch, 3, 4)`` for volumes: the rows of the matrix.
+        output_size: ``(height, width)`` of the grid (an int for square) or
+            ``(depth, height, width)``.
         align_corners: whether ``-1``/``+1`` are the centres (``True``) or the
             outer edges (``False``) of the corner pixels.
 
     Returns:
-        Grid of shape ``(batch, height, width, 2)``, last axis ``(x, y)``.
+        Grid ``(batch, height, width, 2)`` with last axis ``(x, y)``, or
+        ``(batch, depth, height, width, 3)`` with ``(x, y, z)``.
     """
-    output_size = validate_output_size(output_size)
+    spatial_rank = spatial_rank_of(output_size)
+    output_size = check_output_size(output_size, spatial_rank)
+    rows, columns = spatial_rank, spatial_rank + 1
     theta = ops.convert_to_tensor(theta)
     if len(theta.shape) == 3:
-        if tuple(theta.shape[1:]) != (2, 3):
+        if tuple(theta.shape[1:]) != (rows, columns):
             raise ValueError(
-                "`theta` for the affine transform must have shape (batch, 6) "
-                f"or (batch, 2, 3). Received: theta.shape={tuple(theta.shape)}"
+                f"`theta` for the {spatial_rank}-D affine transform must have "
+                f"shape (batch, {rows * columns}) or (batch, {rows}, "
+                f"{columns}). Received: theta.shape={tuple(theta.shape)}"
             )
-        theta = ops.reshape(theta, (-1, 6))
-    theta = _as_parameter_matrix(theta, 6, "affine")
-    matrix = ops.reshape(theta, (-1, 2, 3))
+        theta = ops.reshape(theta, (-1, rows * columns))
+    theta = _as_parameter_matrix(
+        theta, rows * columns, f"{spatial_rank}-D affine"
+    )
+    matrix = ops.reshape(theta, (-1, rows, columns))
     return _to_grid(
         _apply_homogeneous(matrix, output_size, align_corners), output_size
     )
@@ -220,7 +258,7 @@ def projective_grid(theta, output_size, align_corners=False):
     then infinite or NaN there and the sampler returns NaN, never a made-up
     value.
     """
-    output_size = validate_output_size(output_size)
+    output_size = check_output_size(output_size)
     theta = _as_parameter_matrix(theta, 8, "projective")
     ones = ops.ones_like(theta[:, :1])
     matrix = ops.reshape(ops.concatenate([theta, ones], axis=-1), (-1, 3, 3))
@@ -230,7 +268,7 @@ def projective_grid(theta, output_size, align_corners=False):
 
 def tps_control_points(grid_shape=DEFAULT_TPS_GRID_SHAPE):
     """The ``(rows * columns, 2)`` control lattice ``(x, y)`` over [-1, 1]."""
-    rows, columns = validate_tps_grid_shape(grid_shape)
+    rows, columns = check_grid_shape(grid_shape)
     grid_x, grid_y = np.meshgrid(
         np.linspace(-1.0, 1.0, columns), np.linspace(-1.0, 1.0, rows)
     )
@@ -243,7 +281,9 @@ def _tps_kernel(squared_distance):
     return np.where(squared_distance > 0, squared_distance * np.log(safe), 0.0)
 
 
-def tps_displacement_matrix(output_size, grid_shape, align_corners=False):
+def tps_displacement_matrix(
+    output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE, align_corners=False
+):
     """``(height * width, K)`` matrix mapping control offsets to grid offsets.
 
     A thin-plate spline through the control points is linear in their
@@ -285,8 +325,8 @@ def tps_grid(
     each lattice point ``c`` of the output to ``c + offset`` in the input.
     Identity: all zeros.
     """
-    output_size = validate_output_size(output_size)
-    grid_shape = validate_tps_grid_shape(grid_shape)
+    output_size = check_output_size(output_size)
+    grid_shape = check_grid_shape(grid_shape)
     num_control = grid_shape[0] * grid_shape[1]
     theta = _as_parameter_matrix(theta, 2 * num_control, "tps")
     displacement = ops.convert_to_tensor(
@@ -296,8 +336,12 @@ def tps_grid(
     identity = ops.convert_to_tensor(
         base_grid(output_size, align_corners)[:, :2], dtype=theta.dtype
     )
-    offsets = ops.reshape(theta, (-1, num_control, 2))
-    return _to_grid(identity + ops.matmul(displacement, offsets), output_size)
+    offsets = ops.reshape(theta, (-1, 1, num_control, 2))
+    # A broadcast product summed over the control points, not a matmul:
+    # TF32 (and JAX's default matmul precision on GPU) would round it to
+    # about 1e-4.
+    moved = ops.sum(displacement[None, :, :, None] * offsets, axis=2)
+    return _to_grid(identity + moved, output_size)
 
 
 def make_grid(
@@ -305,12 +349,16 @@ def make_grid(
     theta,
     output_size,
     align_corners=False,
-    tps_grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    grid_shape=DEFAULT_TPS_GRID_SHAPE,
 ):
-    """Dispatches to the grid generator of ``transform`` by name."""
-    validate_transform(transform)
+    """Dispatches to the grid generator of ``transform`` by name.
+
+    ``grid_shape`` is the TPS control lattice; a 3-D ``output_size`` needs
+    the affine transform.
+    """
+    check_transform(transform, spatial_rank_of(output_size))
     if transform == "tps":
-        return tps_grid(theta, output_size, tps_grid_shape, align_corners)
+        return tps_grid(theta, output_size, grid_shape, align_corners)
     generator = {
         "affine": affine_grid,
         "attention": attention_grid,

@@ -1,53 +1,61 @@
-"""Differentiable bilinear sampling, as ``torch.nn.functional.grid_sample``.
+"""Differentiable sampling, as ``torch.nn.functional.grid_sample``.
 
-The semantics follow PyTorch's ``grid_sample(mode="bilinear")`` exactly,
-values and gradients:
+``grid_sample`` reads images ``(B, H, W, C)`` at a grid ``(B, h, w, 2)`` of
+``(x, y)`` points, or volumes ``(B, D, H, W, C)`` at a grid
+``(B, d, h, w, 3)`` of ``(x, y, z)`` points, and follows PyTorch's
+``grid_sample`` exactly, values and gradients, for every mode, padding mode
+and ``align_corners``:
 
 * normalised coordinates become pixel coordinates as
   ``(x + 1) / 2 * (W - 1)`` (``align_corners=True``) or
   ``((x + 1) * W - 1) / 2`` (``align_corners=False``);
-* ``padding_mode="border"`` clamps pixel coordinates into the image and
-  ``"reflection"`` reflects them at the image edges before clamping; the
-  gradient of the clamp is zero at and beyond the edges;
-* the bilinear weights come from the unclamped floor of the coordinates, and
-  corners outside the image read as zero (only the gather indices are
-  clamped, so the identity grid returns the input exactly, last row and
-  column included).
+* ``"bilinear"`` (trilinear on volumes) and ``"nearest"``: with
+  ``padding_mode="border"`` the pixel coordinates are clamped into the image,
+  with ``"reflection"`` reflected at its edges and then clamped; the clamp
+  passes no gradient at and beyond the edges. The linear weights come from
+  the floor of the (clamped) coordinates and corners outside the image read
+  zero; ``"nearest"`` rounds half to even and passes no gradient to the grid;
+* ``"bicubic"`` (images only): torch's cubic convolution (``A = -0.75``) on
+  the 4x4 neighbourhood of the unclamped coordinate; the padding mode applies
+  to each of the 16 taps (clamped or reflected onto an image pixel, or zero
+  outside the image).
 
-To keep the gather cheap, the image is zero-padded by two pixels and its four
-bilinear neighbours are packed next to each other along the channel axis,
-so each output pixel needs one gather of ``4 * channels`` values instead of
-four gathers, and the backward pass one scatter instead of four.
+Implementation: the image is zero-padded by ``PAD`` pixels on each side, so
+that any tap outside the image, clamped into the padding, reads zero whatever
+its distance. For the linear modes each pixel is packed along the channel
+axis with its right-hand neighbour, so each output pixel gathers ``2^(n-1)``
+row pairs of ``2 * channels`` values instead of ``2^n`` single pixels; on
+TensorFlow that was 1.1-2.0x faster forward+backward than packing the whole
+``2^n`` neighbourhood, with a table half the size (docs/BENCHMARKS.md). On the
+PyTorch backend the native ``torch.nn.functional.grid_sample`` is called: the
+same function by construction, and 3-8x faster than composed ops there.
 """
+
+import itertools
 
 import keras
 from keras import ops
 
+from stn_keras.validation import check_choice
+from stn_keras.validation import check_data_format
+
+MODES = ("nearest", "bilinear", "bicubic")
 PADDING_MODES = ("zeros", "border", "reflection")
-DATA_FORMATS = ("channels_last", "channels_first")
-# Pixels of zero padding on each side. Corner indices are clamped into
-# [-PAD, size - 1 + PAD - 1] so that a corner outside the image always lands
-# on padding and reads zero, whatever its distance from the image.
+# Pixels of zero padding on each side. Tap indices are clamped into the
+# padding, so that a tap outside the image always reads zero.
 PAD = 2
+# torch's cubic convolution constant (Keys' kernel with a = -0.75).
+CUBIC_A = -0.75
 
 
-def validate_padding_mode(padding_mode):
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(
-            f"Unknown padding mode. Expected one of {PADDING_MODES}. "
-            f"Received: padding_mode={padding_mode!r}"
-        )
-    return padding_mode
+def check_mode(mode):
+    """Returns ``mode`` if it names a sampling mode, else raises."""
+    return check_choice("mode", mode, MODES, "sampling mode")
 
 
-def validate_data_format(data_format):
-    data_format = data_format or keras.config.image_data_format()
-    if data_format not in DATA_FORMATS:
-        raise ValueError(
-            f"Unknown data format. Expected one of {DATA_FORMATS} or None. "
-            f"Received: data_format={data_format!r}"
-        )
-    return data_format
+def check_padding_mode(padding_mode):
+    """Returns ``padding_mode`` if it names a padding mode, else raises."""
+    return check_choice("padding_mode", padding_mode, PADDING_MODES, "padding mode")
 
 
 def _unnormalise(coordinate, size, align_corners):
@@ -80,8 +88,8 @@ def _reflect(coordinate, twice_low, twice_high):
     return ops.where(even, extra + low, span - extra + low)
 
 
-def _source_coordinate(coordinate, size, padding_mode, align_corners):
-    coordinate = _unnormalise(coordinate, size, align_corners)
+def _apply_padding(coordinate, size, padding_mode, align_corners):
+    """Pixel coordinate moved into the image by ``border``/``reflection``."""
     if padding_mode == "reflection":
         if align_corners:
             coordinate = _reflect(coordinate, 0, 2 * (size - 1))
@@ -92,39 +100,123 @@ def _source_coordinate(coordinate, size, padding_mode, align_corners):
     return coordinate
 
 
-def _corner_index(floor_coordinate, size):
-    """Top/left corner index in the padded image, safe for NaN and inf."""
-    # A NaN coordinate yields NaN weights, so its output is NaN; its index
-    # only has to be valid.
-    safe = ops.where(ops.isnan(floor_coordinate), -PAD, floor_coordinate)
-    return ops.cast(ops.clip(safe, -PAD, size), "int32") + PAD
+def _padded_index(index, size, taps):
+    """Integer index into the padded image, safe for NaN and inf.
+
+    Indices before or after the image land on its zero padding. A NaN
+    coordinate gives NaN weights (so a NaN output in the linear and cubic
+    modes); its index only has to be valid.
+    """
+    safe = ops.where(ops.isnan(index), -PAD, index)
+    return ops.cast(ops.clip(safe, -PAD, size + PAD - taps), "int32") + PAD
 
 
-def _neighbourhoods(images):
-    """``(B, H + 3, W + 3, 4C)``: each pixel's 2x2 neighbourhood, packed."""
-    padded = ops.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)))
-    return ops.concatenate(
-        [
-            padded[:, :-1, :-1],
-            padded[:, :-1, 1:],
-            padded[:, 1:, :-1],
-            padded[:, 1:, 1:],
-        ],
-        axis=-1,
-    )
+def _neighbourhood_table(images, taps):
+    """Flat ``(rows, taps * C)`` table of the padded pixels.
+
+    ``taps`` is 1 (each row one pixel) or 2 (each row a pixel and its
+    right-hand neighbour, packed along channels). Returns the table and the
+    spatial shape its rows enumerate (per batch entry, row-major).
+    """
+    spatial_rank = len(images.shape) - 2
+    padded = ops.pad(images, ((0, 0),) + ((PAD, PAD),) * spatial_rank + ((0, 0),))
+    if taps == 2:
+        padded = ops.concatenate([padded[..., :-1, :], padded[..., 1:, :]], axis=-1)
+    shape = ops.shape(padded)
+    return ops.reshape(padded, (-1, shape[-1])), shape[1:-1]
 
 
-def _check_shapes(images, grid):
-    if len(images.shape) != 4:
+def _flat_index(indices, table_shape, batch):
+    """Row of the table for per-axis ``indices`` (each ``(B, ...)``)."""
+    flat = indices[0]
+    for index, size in zip(indices[1:], table_shape[1:]):
+        flat = flat * size + index
+    volume = 1
+    for size in table_shape:
+        volume = volume * size
+    batch_offset = ops.arange(batch, dtype="int32") * volume
+    return flat + ops.reshape(batch_offset, (-1,) + (1,) * (len(flat.shape) - 1))
+
+
+def _cubic_coefficients(t):
+    """torch's four cubic-convolution weights for taps at -1, 0, 1, 2."""
+
+    def near(x):  # |x| <= 1
+        return ((CUBIC_A + 2.0) * x - (CUBIC_A + 3.0)) * x * x + 1.0
+
+    def far(x):  # 1 < |x| < 2
+        return ((CUBIC_A * x - 5.0 * CUBIC_A) * x + 8.0 * CUBIC_A) * x - 4.0 * CUBIC_A
+
+    return [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+
+
+def _taps(coordinates, sizes, mode, padding_mode, align_corners):
+    """Per spatial axis: the tap indices into the padded image and weights.
+
+    Returns ``(indices, weights, taps)``: ``indices[axis]`` and
+    ``weights[axis]`` are lists over the taps of that axis (the weights of
+    ``"nearest"`` are ``None``; the linear modes give the floor index only),
+    ``taps`` the number of neighbours a table row packs (2 for the linear
+    modes, else 1).
+    """
+    indices, weights = [], []
+    for coordinate, size in zip(coordinates, sizes):
+        pixel = _unnormalise(coordinate, size, align_corners)
+        if mode == "bicubic":
+            floor = ops.stop_gradient(ops.floor(pixel))
+            axis_indices = []
+            for offset in (-1.0, 0.0, 1.0, 2.0):
+                # Each tap is moved into the image on its own, as torch does.
+                tap = _apply_padding(
+                    floor + offset, size, padding_mode, align_corners
+                )
+                tap = ops.stop_gradient(ops.round(tap))
+                axis_indices.append(_padded_index(tap, size, 1))
+            indices.append(axis_indices)
+            weights.append(_cubic_coefficients(pixel - floor))
+            continue
+        pixel = _apply_padding(pixel, size, padding_mode, align_corners)
+        if mode == "nearest":
+            # ops.round rounds half to even on every backend, as torch.
+            nearest = ops.stop_gradient(ops.round(pixel))
+            indices.append([_padded_index(nearest, size, 1)])
+            weights.append(None)
+            continue
+        floor = ops.stop_gradient(ops.floor(pixel))
+        fraction = pixel - floor
+        indices.append([_padded_index(floor, size, 2)])
+        weights.append([1.0 - fraction, fraction])
+    return indices, weights, 2 if mode == "bilinear" else 1
+
+
+def _weighted_gather(table, flat_index, weights, values_shape):
+    """``sum_k table[flat_index[k]] * weights[k]``: the rows read, weighted."""
+    values = ops.reshape(ops.take(table, flat_index, axis=0), values_shape)
+    return ops.sum(values * weights[..., None], axis=-2)
+
+
+def _check_shapes(images, grid, mode):
+    rank = len(images.shape)
+    if rank not in (4, 5):
         raise ValueError(
-            "`images` must be a rank-4 tensor (batch, height, width, "
-            "channels) in channels_last or (batch, channels, height, width) "
-            f"in channels_first. Received: images.shape={tuple(images.shape)}"
+            "`images` must be a rank-4 batch of images (batch, height, width, "
+            "channels) or a rank-5 batch of volumes (batch, depth, height, "
+            "width, channels) (channels first with data_format="
+            f"'channels_first'). Received: images.shape={tuple(images.shape)}"
         )
-    if len(grid.shape) != 4 or grid.shape[-1] != 2:
+    axes = "(x, y)" if rank == 4 else "(x, y, z)"
+    if len(grid.shape) != rank or grid.shape[-1] != rank - 2:
         raise ValueError(
-            "`grid` must have shape (batch, height, width, 2) with (x, y) "
-            f"in its last axis. Received: grid.shape={tuple(grid.shape)}"
+            f"`grid` must have shape (batch, {'' if rank == 4 else 'depth, '}"
+            f"height, width, {rank - 2}) with {axes} in its last axis for "
+            f"rank-{rank} images. Received: grid.shape={tuple(grid.shape)}, "
+            f"images.shape={tuple(images.shape)}"
+        )
+    if mode == "bicubic" and rank == 5:
+        raise ValueError(
+            "mode='bicubic' samples images (rank 4) only, as torch; use "
+            "'bilinear' (trilinear) or 'nearest' for volumes. Received: "
+            f"images.shape={tuple(images.shape)}"
         )
     images_batch, grid_batch = images.shape[0], grid.shape[0]
     if images_batch is not None and grid_batch is not None:
@@ -136,25 +228,81 @@ def _check_shapes(images, grid):
             )
 
 
-def bilinear_sample(
+def _native_sampler():
+    """The backend's own grid_sample (channels first), or ``None``.
+
+    Only PyTorch has one. The tests also run the ``keras.ops`` sampler on
+    PyTorch by replacing this function, so both paths are held to torch.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    import torch.nn.functional as F
+
+    return F.grid_sample
+
+
+def _keras_grid_sample(images, grid, mode, padding_mode, align_corners):
+    """``keras.ops`` sampler of channels-last ``images``."""
+    spatial_rank = len(images.shape) - 2
+    shape = ops.shape(images)
+    batch, sizes, channels = shape[0], shape[1:-1], shape[-1]
+    out_spatial = ops.shape(grid)[1:-1]
+    # The last axis of the grid is (x, y[, z]): x runs along the last
+    # spatial axis (width), so the axes are read in reverse.
+    coordinates = [grid[..., spatial_rank - 1 - axis] for axis in range(spatial_rank)]
+    indices, weights, taps = _taps(
+        coordinates, sizes, mode, padding_mode, align_corners
+    )
+    table, table_shape = _neighbourhood_table(images, taps)
+    if taps == 2:
+        # A row of the table holds both taps along the last axis; the other
+        # axes read the rows at the floor index and the one after it.
+        indices = [[index, index + 1] for (index,) in indices[:-1]] + indices[-1:]
+    flat_indices = [
+        _flat_index(list(combination), table_shape, batch)
+        for combination in itertools.product(*indices)
+    ]
+    flat_index = ops.reshape(ops.stack(flat_indices, axis=-1), (-1,))
+    if mode == "nearest":
+        values = ops.take(table, flat_index, axis=0)
+        return ops.reshape(values, (batch, *out_spatial, channels))
+    corners = len(flat_indices) * taps
+    corner_weights = []
+    for combination in itertools.product(*weights):
+        weight = combination[0]
+        for factor in combination[1:]:
+            weight = weight * factor
+        corner_weights.append(weight)
+    corner_weights = ops.cast(ops.stack(corner_weights, axis=-1), images.dtype)
+    return _weighted_gather(
+        table, flat_index, corner_weights, (batch, *out_spatial, corners, channels)
+    )
+
+
+def grid_sample(
     images,
     grid,
+    mode="bilinear",
     padding_mode="zeros",
     align_corners=False,
-    data_format="channels_last",
+    data_format=None,
 ):
-    """Samples ``images`` at ``grid`` with bilinear interpolation.
+    """Samples images or volumes at a grid, as ``torch...grid_sample``.
 
-    Identical to ``torch.nn.functional.grid_sample(images, grid,
-    mode="bilinear", padding_mode=..., align_corners=...)`` (with the layout
-    of ``images`` given by ``data_format``), and differentiable with respect
-    to both ``images`` and ``grid``.
+    Identical, values and gradients (first and second order), to
+    ``torch.nn.functional.grid_sample(images, grid, mode, padding_mode,
+    align_corners)`` with the layout of ``images`` given by ``data_format``.
 
     Args:
-        images: ``(batch, height, width, channels)`` (``channels_last``) or
-            ``(batch, channels, height, width)`` (``channels_first``).
-        grid: ``(batch, out_height, out_width, 2)``: ``(x, y)`` source
-            coordinates in ``[-1, 1]``, as made by the grid generators.
+        images: ``(batch, height, width, channels)`` or volumes ``(batch,
+            depth, height, width, channels)`` (channels_last), or
+            ``(batch, channels, ...)`` (channels_first).
+        grid: ``(batch, out_height, out_width, 2)`` of ``(x, y)``, or for
+            volumes ``(batch, out_depth, out_height, out_width, 3)`` of
+            ``(x, y, z)``: source coordinates in ``[-1, 1]``, as made by the
+            grid generators.
+        mode: ``"bilinear"`` (trilinear on volumes), ``"nearest"`` or
+            ``"bicubic"`` (images only).
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``: what
             samples outside the image read.
         align_corners: the convention of the grid (see ``affine_grid``).
@@ -162,18 +310,24 @@ def bilinear_sample(
             for Keras' configured image data format.
 
     Returns:
-        The sampled images, ``(batch, out_height, out_width, channels)`` in
-        the layout of ``data_format``. The dtype is that of ``images`` if it
-        is floating, else that of ``grid``. Coordinates are computed in at
-        least float32, whatever the dtype of ``images``.
+        The sampled images, with the grid's spatial shape, in the layout of
+        ``data_format``. The dtype is that of ``images`` if it is floating,
+        else that of ``grid``. Coordinates are computed in at least float32,
+        whatever the dtype of ``images``.
+
+    Example:
+
+    >>> images = np.random.rand(2, 8, 8, 3).astype("float32")
+    >>> grid = affine_grid(np.tile([[1, 0, 0, 0, 1, 0]], (2, 1)), (4, 4))
+    >>> tuple(grid_sample(images, grid, mode="bicubic").shape)
+    (2, 4, 4, 3)
     """
-    padding_mode = validate_padding_mode(padding_mode)
-    data_format = validate_data_format(data_format)
+    mode = check_mode(mode)
+    padding_mode = check_padding_mode(padding_mode)
+    data_format = check_data_format(data_format)
     images = ops.convert_to_tensor(images)
     grid = ops.convert_to_tensor(grid)
-    _check_shapes(images, grid)
-    if data_format == "channels_first":
-        images = ops.transpose(images, (0, 2, 3, 1))
+    _check_shapes(images, grid, mode)
 
     coordinate_dtype = keras.backend.standardize_dtype(grid.dtype)
     if coordinate_dtype != "float64":
@@ -181,36 +335,54 @@ def bilinear_sample(
     grid = ops.cast(grid, coordinate_dtype)
     images_dtype = keras.backend.standardize_dtype(images.dtype)
     output_dtype = images_dtype if "float" in images_dtype else coordinate_dtype
-    images = ops.cast(images, output_dtype)
 
-    batch, height, width, channels = ops.shape(images)
-    out_height, out_width = ops.shape(grid)[1], ops.shape(grid)[2]
-    x = _source_coordinate(grid[..., 0], width, padding_mode, align_corners)
-    y = _source_coordinate(grid[..., 1], height, padding_mode, align_corners)
+    rank = len(images.shape)
+    to_last = (0, *range(2, rank), 1)
+    to_first = (0, rank - 1, *range(1, rank - 1))
+    native = _native_sampler()
+    if native is not None:
+        if data_format == "channels_last":
+            images = ops.transpose(images, to_first)
+        output = native(
+            ops.cast(images, coordinate_dtype),
+            grid,
+            mode=mode,
+            padding_mode=padding_mode,
+            align_corners=align_corners,
+        )
+        output = ops.cast(output, output_dtype)
+        if data_format == "channels_last":
+            output = ops.transpose(output, to_last)
+        return output
 
-    x0 = ops.stop_gradient(ops.floor(x))
-    y0 = ops.stop_gradient(ops.floor(y))
-    right = x - x0
-    down = y - y0
-    left = 1.0 - right
-    up = 1.0 - down
-    weights = ops.stack(
-        [up * left, up * right, down * left, down * right], axis=-1
-    )
-
-    padded_width = width + 2 * PAD - 1
-    padded_area = (height + 2 * PAD - 1) * padded_width
-    batch_offset = ops.reshape(ops.arange(batch, dtype="int32"), (-1, 1, 1))
-    flat_index = (
-        batch_offset * padded_area
-        + _corner_index(y0, height) * padded_width
-        + _corner_index(x0, width)
-    )
-    neighbourhoods = ops.reshape(_neighbourhoods(images), (-1, 4 * channels))
-    corners = ops.take(neighbourhoods, ops.reshape(flat_index, (-1,)), axis=0)
-    corners = ops.reshape(corners, (batch, out_height, out_width, 4, channels))
-    weights = ops.cast(weights, output_dtype)
-    output = ops.sum(corners * weights[..., None], axis=-2)
     if data_format == "channels_first":
-        output = ops.transpose(output, (0, 3, 1, 2))
+        images = ops.transpose(images, to_last)
+    output = _keras_grid_sample(
+        ops.cast(images, output_dtype), grid, mode, padding_mode, align_corners
+    )
+    if data_format == "channels_first":
+        output = ops.transpose(output, to_first)
     return output
+
+
+def bilinear_sample(
+    images,
+    grid,
+    padding_mode="zeros",
+    align_corners=False,
+    data_format="channels_last",
+):
+    """``grid_sample(images, grid, "bilinear", ...)``; see ``grid_sample``.
+
+    Identical to ``torch.nn.functional.grid_sample(images, grid,
+    mode="bilinear", padding_mode=..., align_corners=...)``, values and
+    gradients. ``data_format`` defaults to ``"channels_last"`` here.
+    """
+    return grid_sample(
+        images,
+        grid,
+        mode="bilinear",
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+        data_format=data_format,
+    )
