@@ -40,7 +40,7 @@ def test_there_is_one_config_per_experiment():
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda path: path.stem)
 def test_experiment_config_builds_its_model(path):
-    config = training.resolve_config({}, path)
+    config = training.resolve_run_config({}, path)
     assert config["output_dir"].startswith("runs/")
     image_shape, num_classes = DATA_SHAPES[(config["dataset"], config["distortion"])]
     model = training.build_configured_model(config, image_shape, num_classes)
