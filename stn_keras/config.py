@@ -295,7 +295,7 @@ def _check_known(values, source):
         )
 
 
-def validate_config(config):
+def check_config(config):
     """Returns ``config`` with every value checked and normalised.
 
     Raises:
@@ -337,7 +337,7 @@ def resolve_config(settings=None, config_path=None):
     settings = dict(settings or {})
     _check_known(settings, "arguments")
     config.update(settings)
-    return validate_config(config)
+    return check_config(config)
 
 
 def complete_saved_config(saved):
@@ -346,7 +346,7 @@ def complete_saved_config(saved):
     ``config.json`` records every setting, so only settings added after the
     run started are missing; their defaults reproduce what the run did.
     """
-    return validate_config({**DEFAULTS, **saved})
+    return check_config({**DEFAULTS, **saved})
 
 
 def data_settings(config):

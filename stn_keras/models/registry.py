@@ -7,6 +7,7 @@ from stn_keras.models import gtsrb
 from stn_keras.models import mnist
 from stn_keras.ops import TRANSFORMS
 from stn_keras.validation import check_choice
+from stn_keras.validation import check_int
 
 MODELS = {
     "fcn": mnist.fcn,
@@ -112,14 +113,7 @@ def build_model(
             "`input_shape` must be (height, width, channels) of positive ints. "
             f"Received: input_shape={input_shape!r}"
         )
-    if (
-        not isinstance(num_classes, int)
-        or isinstance(num_classes, bool)
-        or num_classes < 2
-    ):
-        raise ValueError(
-            f"`num_classes` must be an int >= 2. Received: num_classes={num_classes!r}"
-        )
+    num_classes = check_int("num_classes", num_classes, 2)
     given = check_transformer_options(name, transform, loc_conv, loc_activation)
     accepted = [
         parameter
