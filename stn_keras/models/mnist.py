@@ -62,6 +62,7 @@ def st_fcn(
     localization_units=(32, 32, 32),
     transformer_output_size=None,
     tps_grid_shape=(4, 4),
+    localization_learning_rate_multiplier=1.0,
 ):
     """ST-FCN: a dense-localised transformer on the input, then an FCN.
 
@@ -85,6 +86,7 @@ def st_fcn(
         "transformer",
         output_size=transformer_output_size,
         tps_grid_shape=tps_grid_shape,
+        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
     )
     outputs = blocks.classifier_head(transformed, num_classes, hidden_units)
     return keras.Model(inputs, outputs, name="st_fcn")
@@ -103,6 +105,7 @@ def st_cnn(
     num_transformers=1,
     transformer_output_size=None,
     tps_grid_shape=(4, 4),
+    localization_learning_rate_multiplier=1.0,
 ):
     """ST-CNN: transformer(s) localised on the 2x-downsampled input, then a CNN.
 
@@ -144,6 +147,7 @@ def st_cnn(
                 localization_downsample=2,
                 output_size=transformer_output_size,
                 tps_grid_shape=tps_grid_shape,
+                localization_learning_rate_multiplier=localization_learning_rate_multiplier,
             )
         )
     features = transformed[0]
