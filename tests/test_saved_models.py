@@ -37,7 +37,9 @@ def _folder_bytes(folder):
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_model_folder_is_complete_and_small(name):
     folder = SAVED_MODELS_DIR / name
-    for entry in ("model.keras", "config.json", "README.md", "saved_model/saved_model.pb"):
+    for entry in (
+        "model.keras", "config.json", "metrics.json", "README.md", "saved_model/saved_model.pb"
+    ):
         assert (folder / entry).is_file(), f"{folder / entry} is missing"
     assert _folder_bytes(folder) <= MAX_FOLDER_BYTES
     # config.json is the run's, so evaluate.py finds the data settings.
