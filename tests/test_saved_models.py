@@ -81,3 +81,27 @@ def test_shipped_model_is_accurate_on_real_images(name, data_dir):
     predictions = trained.predict(training.as_float_images(images[chosen])).argmax(-1)
     accuracy = float(np.mean(predictions == labels[chosen]))
     assert accuracy >= minimum, f"{name}: {accuracy:.4f} on {split} < {minimum}"
+
+
+def _track_figure_module():
+    import importlib.util
+
+    path = SAVED_MODELS_DIR.parent / "experiments" / "gtsrb_track_figure.py"
+    spec = importlib.util.spec_from_file_location("gtsrb_track_figure", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.real_data
+def test_gtsrb_track_figure_draws_one_whole_validation_track(data_dir, tmp_path):
+    figure = _track_figure_module()
+    model_path = SAVED_MODELS_DIR / "gtsrb_st_cnn" / "model.keras"
+    config = evaluation.data_config_for(model_path, {"data_dir": data_dir})
+    dataset = training.load_data(config)
+    images, labels = figure.track_images(dataset, data_dir, 0)
+    # GTSRB tracks are 30 frames of one physical sign: one class throughout.
+    assert len(images) == 30 and len(set(labels.tolist())) == 1
+    output = tmp_path / "track.png"
+    figure.main(["--model", str(model_path), "--output", str(output)])
+    assert output.stat().st_size > 1000
