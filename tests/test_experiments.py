@@ -45,3 +45,22 @@ def test_experiment_config_builds_its_model(path):
     image_shape, num_classes = DATA_SHAPES[(config["dataset"], config["distortion"])]
     model = training.build_configured_model(config, image_shape, num_classes)
     assert model.output_shape == (None, num_classes)
+
+
+PAPER_SCHEDULES = sorted((EXPERIMENTS_DIR / "table1").glob("*.yaml")) + [
+    EXPERIMENTS_DIR / f"{task}_{model}.yaml"
+    for task in ("cluttered", "addition")
+    for model in ("cnn", "st_cnn")
+]
+
+
+@pytest.mark.parametrize("path", PAPER_SCHEDULES, ids=lambda path: path.stem)
+def test_paper_schedules_draw_distortions_online_for_150k_iterations(path):
+    # Appendix A.4: distortions generated on the fly, 150k iterations of
+    # batch 256 on the 50k digits left after the 10k validation split.
+    config = training.resolve_config({}, path)
+    assert config["online_distortion"] is True
+    steps_per_epoch = -(-50_000 // config["batch_size"])
+    assert 150_000 <= config["epochs"] * steps_per_epoch < 150_000 + steps_per_epoch
+    assert (config["optimizer"], config["learning_rate"]) == ("sgd", 0.01)
+    assert (config["lr_schedule"], config["lr_decay_steps"]) == ("step", 50_000)

@@ -121,6 +121,28 @@ def test_coordconv_and_leaky_relu_options_reach_the_localisation_net():
     assert "Conv2D" not in kinds and "ReLU" not in kinds
 
 
+@pytest.mark.parametrize(
+    "name, input_shape",
+    [("st_fcn", (28, 28, 1)), ("st_cnn", (28, 28, 1)), ("compact_st_cnn", (32, 32, 3))],
+)
+def test_localization_learning_rate_multiplier_scales_the_localisation_step(
+    name, input_shape
+):
+    # A zero multiplier freezes the localisation net under SGD while the
+    # classifier still learns: the option reaches the transformer.
+    model = build_model(name, input_shape, 3, localization_learning_rate_multiplier=0.0)
+    transformer = spatial_transformers(model)[0]
+    assert transformer.localization_learning_rate_multiplier == 0.0
+    before_localization = [w.numpy().copy() for w in transformer.trainable_weights]
+    before_logits = model.get_layer("logits").kernel.numpy().copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(4).random((4, *input_shape)).astype("float32")
+    model.train_on_batch(images, np.array([0, 1, 2, 0]))
+    for before, weight in zip(before_localization, transformer.trainable_weights):
+        np.testing.assert_array_equal(weight.numpy(), before)
+    assert np.abs(model.get_layer("logits").kernel.numpy() - before_logits).max() > 0
+
+
 def test_layers_are_named_and_keras_file_round_trips(tmp_path):
     model = build_model("st_cnn", (28, 28, 2), 19, num_transformers=2)
     names = [layer.name for layer in model.layers]

@@ -83,11 +83,14 @@ def spatial_transformer(
     localization_downsample=1,
     output_size=None,
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    localization_learning_rate_multiplier=1.0,
 ):
     """Applies a ``SpatialTransformer`` (with ``return_theta``) to ``inputs``.
 
     Returns the transformed images; ``theta`` stays reachable as the layer's
     second output for :func:`stn_keras.models.transformer_model`.
+    ``localization_learning_rate_multiplier`` scales the gradients reaching
+    the localisation net (a learning-rate multiplier under plain SGD).
     """
     transformer = SpatialTransformer(
         localization_net,
@@ -95,6 +98,7 @@ def spatial_transformer(
         transform=transform,
         grid_shape=grid_shape,
         localization_downsample=localization_downsample,
+        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
         return_theta=True,
         name=name,
     )

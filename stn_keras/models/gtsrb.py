@@ -50,6 +50,7 @@ def st_idsia(
     input_localization=(200, 300, 200),
     feature_localization=(150, 150, 150),
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    localization_learning_rate_multiplier=1.0,
 ):
     """IDSIA column with a transformer on the input and one before conv 3.
 
@@ -74,6 +75,7 @@ def st_idsia(
         transform,
         "transformer_1",
         grid_shape=grid_shape,
+        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
     )
     for index, (count, kernel_size) in enumerate(zip(filters[:2], (7, 4)), 1):
         features = _convolution_block(features, count, kernel_size, index)
@@ -92,6 +94,7 @@ def st_idsia(
         transform,
         "transformer_2",
         grid_shape=grid_shape,
+        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
     )
     features = _convolution_block(features, filters[2], 4, 3)
     outputs = blocks.classifier_head(features, num_classes, (dense_units,))
@@ -108,6 +111,7 @@ def compact_st_cnn(
     dense_units=128,
     localization=(16, 32, 64),
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    localization_learning_rate_multiplier=1.0,
 ):
     """A small ST-CNN for 32x32 colour signs: trains in minutes on a CPU.
 
@@ -131,6 +135,7 @@ def compact_st_cnn(
         transform,
         "transformer",
         grid_shape=grid_shape,
+        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
     )
     for index, count in enumerate(filters, 1):
         features = _convolution_block(features, count, 3, index, padding="same")

@@ -11,6 +11,7 @@ import keras
 
 from stn_keras.models import blocks
 from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.validation import check_int
 
 
 def check_input_size(input_shape, minimum, model_name):
@@ -63,6 +64,7 @@ def st_fcn(
     localization_units=(32, 32, 32),
     transformer_output_size=None,
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    localization_learning_rate_multiplier=1.0,
 ):
     """ST-FCN: a dense-localised transformer on the input, then an FCN.
 
@@ -86,6 +88,7 @@ def st_fcn(
         "transformer",
         output_size=transformer_output_size,
         grid_shape=grid_shape,
+        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
     )
     outputs = blocks.classifier_head(transformed, num_classes, hidden_units)
     return keras.Model(inputs, outputs, name="st_fcn")
@@ -104,6 +107,7 @@ def st_cnn(
     num_transformers=1,
     transformer_output_size=None,
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    localization_learning_rate_multiplier=1.0,
 ):
     """ST-CNN: transformer(s) localised on the 2x-downsampled input, then a CNN.
 
@@ -115,15 +119,7 @@ def st_cnn(
     axis, so each can learn to attend to one digit.
     """
     check_input_size(input_shape, 28, "st_cnn")
-    if (
-        not isinstance(num_transformers, int)
-        or isinstance(num_transformers, bool)
-        or num_transformers < 1
-    ):
-        raise ValueError(
-            "`num_transformers` must be an int >= 1. "
-            f"Received: num_transformers={num_transformers!r}"
-        )
+    num_transformers = check_int("num_transformers", num_transformers, 1)
     inputs = keras.Input(shape=input_shape, name="images")
     transformed = []
     for index in range(1, num_transformers + 1):
@@ -145,6 +141,7 @@ def st_cnn(
                 localization_downsample=2,
                 output_size=transformer_output_size,
                 grid_shape=grid_shape,
+                localization_learning_rate_multiplier=localization_learning_rate_multiplier,
             )
         )
     features = transformed[0]
