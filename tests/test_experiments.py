@@ -58,7 +58,7 @@ PAPER_SCHEDULES = sorted((EXPERIMENTS_DIR / "table1").glob("*.yaml")) + [
 def test_paper_schedules_draw_distortions_online_for_150k_iterations(path):
     # Appendix A.4: distortions generated on the fly, 150k iterations of
     # batch 256 on the 50k digits left after the 10k validation split.
-    config = training.resolve_config({}, path)
+    config = training.resolve_run_config({}, path)
     assert config["online_distortion"] is True
     steps_per_epoch = -(-50_000 // config["batch_size"])
     assert 150_000 <= config["epochs"] * steps_per_epoch < 150_000 + steps_per_epoch
