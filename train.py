@@ -39,6 +39,22 @@ def key_value(text):
     return key.replace("-", "_"), yaml.safe_load(value)
 
 
+def _with_message(parse):
+    """``parse`` whose ValueError message reaches the user (argparse would
+    replace it with "invalid <function> value")."""
+    if parse in (int, float, str):
+        return parse
+
+    def parse_with_message(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse_with_message.__name__ = parse.__name__
+    return parse_with_message
+
+
 def _add_flag(parser, name, option):
     flag = "--" + name.replace("_", "-")
     text = option.help if option.default is None else f"{option.help} (default: {option.default})"
@@ -63,7 +79,7 @@ def _add_flag(parser, name, option):
         parser.add_argument(
             flag,
             dest=name,
-            type=value_type,
+            type=_with_message(value_type),
             choices=option.choices or MODEL_CHOICES.get(name),
             help=text,
         )

@@ -176,7 +176,7 @@ OPTIONS = {
     "momentum": Option(0.0, "momentum of sgd and rmsprop", _fraction_below_one),
     "lr_schedule": Option(
         "constant",
-        "constant, step (the paper's: divide by lr_decay_factor every "
+        "constant, step (the paper's: multiply by lr_decay_factor every "
         "lr_decay_steps iterations) or cosine (to 0 over the run)",
         _chooser(LR_SCHEDULES, "learning-rate schedule"),
         choices=LR_SCHEDULES,
@@ -267,9 +267,7 @@ def read_config_file(path):
         if path.suffix == ".json":
             values = json.loads(text)
         else:
-            import yaml
-
-            values = yaml.safe_load(text)
+            values = _yaml().safe_load(text)
     except Exception as error:
         if isinstance(error, json.JSONDecodeError) or type(
             error
@@ -284,6 +282,17 @@ def read_config_file(path):
             f"Received: {type(values).__name__}"
         )
     return {str(key).replace("-", "_"): value for key, value in values.items()}
+
+
+def _yaml():
+    try:
+        import yaml
+    except ImportError as error:
+        raise ValueError(
+            "Reading a YAML config file needs PyYAML (pip install pyyaml); "
+            "or write the settings as JSON."
+        ) from error
+    return yaml
 
 
 def _check_known(values, source):

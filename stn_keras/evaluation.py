@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -28,6 +26,7 @@ from stn_keras.data import as_float_images
 from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.export.names import TRANSFORMERS_METADATA
 from stn_keras.export.names import TRANSFORMS_SIGNATURE
+from stn_keras.files import write_directory_atomically
 from stn_keras.run_dir import RunDirectory
 
 logger = logging.getLogger(__name__)
@@ -387,23 +386,6 @@ def draw_transformer_views(views, images, labels, predictions, class_names, path
     )
 
 
-def replace_directory(staging, target):
-    """Moves the finished ``staging`` directory to ``target``, replacing it.
-
-    ``target`` holds the complete old reports or the complete new ones at
-    every moment but the instant between two renames, never a mixture.
-    """
-    target = Path(target)
-    retired = None
-    if target.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
-        target.rename(retired / target.name)
-    Path(staging).rename(target)
-    if retired is not None:
-        shutil.rmtree(retired)
-    return target
-
-
 def write_reports(output_dir, trained, images, labels, probabilities, metrics, matrix,
                   class_names, num_samples):
     """Writes metrics.json, the confusion matrix and the pictures."""
@@ -484,17 +466,11 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
             },
         }
     )
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    staging.chmod(0o755)  # mkdtemp's private mode would outlive the rename
-    try:
-        write_reports(
+    write_directory_atomically(
+        output_dir,
+        lambda staging: write_reports(
             staging, trained, float_images, labels, probabilities, metrics, matrix,
             class_names, num_samples,
-        )
-        replace_directory(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        ),
+    )
     return metrics

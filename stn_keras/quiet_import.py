@@ -3,9 +3,9 @@
 TensorFlow prints a dozen informational lines (oneDNN, CUDA stubs, CPU
 instruction sets) to the process' stderr while it is imported, before its
 logging is initialised, so neither ``TF_CPP_MIN_LOG_LEVEL`` nor Python's
-logging can filter them. :func:`import_keras_quietly` captures file
-descriptor 2 during the import and writes back every line except those
-informational ones: real warnings and errors still show.
+logging can filter them. :func:`import_keras_quietly` routes file
+descriptor 2 through a filter during the import that passes on every line
+except those informational ones: real warnings and errors still show.
 """
 
 import contextlib
@@ -13,7 +13,7 @@ import importlib
 import os
 import re
 import sys
-import tempfile
+import threading
 
 # absl's informational records ("I0000 00:00:...") and the notice it prints
 # before its logging is initialised; the CPU-feature notice spans two lines;
@@ -38,21 +38,39 @@ def filter_start_up_lines(text):
 
 @contextlib.contextmanager
 def _stderr_filtered():
+    """Routes file descriptor 2 through a filter while the block runs.
+
+    A pipe rather than a file: each kept line is passed on as it arrives,
+    so what a crashing import prints (a fatal CUDA or CPU check) still
+    reaches the terminal.
+    """
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = filter_start_up_lines(captured.read().decode(errors="replace"))
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward():
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not INFORMATIONAL_LINE.match(line.decode(errors="replace")):
+                    os.write(saved, line)
+
+    forwarder = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    forwarder.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        # Closing the pipe's last write end ends the forwarder's loop.
+        os.dup2(saved, 2)
+        forwarder.join()
+        os.close(saved)
+
+
+# One import at a time: two threads swapping file descriptor 2 would mix up
+# each other's stderr.
+_IMPORT_LOCK = threading.Lock()
 
 
 def import_quietly(module_name):
@@ -62,21 +80,22 @@ def import_quietly(module_name):
     TensorFlow's later C++ informational lines stay quiet while its warnings
     show. A module already imported is returned as is.
     """
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    try:
-        os.fstat(2)
-    except OSError:
-        # No stderr to capture (a daemon, some notebooks): nothing to hide.
-        return importlib.import_module(module_name)
-    with _stderr_filtered():
-        module = importlib.import_module(module_name)
-        if "tensorflow" in sys.modules:
-            # TensorFlow probes for CUDA when it first lists devices, not on
-            # import: do that now, inside the filter.
-            sys.modules["tensorflow"].config.list_physical_devices()
-        return module
+    with _IMPORT_LOCK:
+        if module_name in sys.modules:
+            return sys.modules[module_name]
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        try:
+            os.fstat(2)
+        except OSError:
+            # No stderr to capture (a daemon, some notebooks): nothing to hide.
+            return importlib.import_module(module_name)
+        with _stderr_filtered():
+            module = importlib.import_module(module_name)
+            if "tensorflow" in sys.modules:
+                # TensorFlow probes for CUDA when it first lists devices, not
+                # on import: do that now, inside the filter.
+                sys.modules["tensorflow"].config.list_physical_devices()
+            return module
 
 
 def import_keras_quietly():

@@ -14,25 +14,7 @@ import tempfile
 from pathlib import Path
 
 from stn_keras.callbacks.atomic_backup_and_restore import STATE_FILE
-
-
-def write_atomically(path, text):
-    """Writes ``text`` to ``path`` through a temporary file and a rename.
-
-    Readers see the old file or the new one, never a half-written one.
-    """
-    path = Path(path)
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return path
+from stn_keras.files import write_text_atomically
 
 
 class RunDirectory:
@@ -57,8 +39,28 @@ class RunDirectory:
         return (self.backup_path / STATE_FILE).is_file()
 
     def is_finished(self):
-        """Whether a run completed here (a best model and no backup)."""
-        return self.model_path.exists() and not self.has_backup()
+        """Whether a run completed here.
+
+        ``config.json`` says so once training ends (``"finished": true``);
+        a run that stopped before its first backup says false, and may be
+        started again. Runs recorded before that key count as finished when
+        they have a best model and no backup.
+        """
+        if self.has_backup():
+            return False
+        record = self._read_record()
+        if record is not None and "finished" in record:
+            return bool(record["finished"])
+        return self.model_path.exists()
+
+    def mark_finished(self):
+        """Records in ``config.json`` that the run completed."""
+        self.write_config({**self._read_record(), "finished": True})
+
+    def _read_record(self):
+        if not self.config_path.is_file():
+            return None
+        return json.loads(self.config_path.read_text())
 
     def check_can_start(self, resume):
         """Raises ValueError when a run cannot start (or resume) here."""
@@ -103,7 +105,7 @@ class RunDirectory:
 
     def write_config(self, record):
         """Writes ``config.json`` (atomically)."""
-        write_atomically(
+        write_text_atomically(
             self.config_path, json.dumps(record, indent=2, default=str) + "\n"
         )
 
@@ -118,18 +120,19 @@ class RunDirectory:
                 f"'{self.config_path}' does not exist: no run was started in "
                 f"'{self.path}'. Start the run without --resume."
             )
-        return json.loads(self.config_path.read_text())["config"]
+        return self._read_record()["config"]
 
     def read_history(self):
-        """The rows of ``history.csv`` as dicts of floats (``epoch`` an int)."""
+        """The rows of ``history.csv`` as dicts of floats (``epoch`` an int).
+
+        A metric Keras had no value for (``NA``, e.g. ``val_accuracy`` of a
+        run without a validation split) is ``None``.
+        """
         if not self.history_path.is_file():
             return []
         with open(self.history_path, newline="") as file:
             return [
-                {
-                    key: int(value) if key == "epoch" else float(value)
-                    for key, value in row.items()
-                }
+                {key: _history_value(key, value) for key, value in row.items()}
                 for row in csv.DictReader(file)
             ]
 
@@ -146,17 +149,24 @@ class RunDirectory:
         header, *body = self.history_path.read_text().splitlines(keepends=True)
         kept = [line for line in body if int(line.split(",", 1)[0]) < num_epochs]
         if len(kept) != len(body):
-            write_atomically(self.history_path, "".join([header, *kept]))
+            write_text_atomically(self.history_path, "".join([header, *kept]))
         return self.read_history()
+
+
+def _history_value(key, text):
+    if key == "epoch":
+        return int(text)
+    return None if text in ("", "NA") else float(text)
 
 
 def best_epoch(rows, monitor):
     """``(best value of monitor, its 1-based epoch)`` over history rows.
 
-    ``(None, 0)`` when there are no rows.
+    ``(None, 0)`` when no row has a value of ``monitor``.
     """
     best, epoch = None, 0
     for row in rows:
-        if best is None or row[monitor] > best:
-            best, epoch = row[monitor], row["epoch"] + 1
+        value = row.get(monitor)
+        if value is not None and (best is None or value > best):
+            best, epoch = value, row["epoch"] + 1
     return best, epoch

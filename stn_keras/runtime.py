@@ -69,7 +69,7 @@ def _jax_devices():
 
     devices = jax.devices()
     kind = devices[0].platform
-    return ("cpu" if kind == "cpu" else kind), tuple(
+    return kind, tuple(
         f"{device.device_kind} #{device.id}" if kind != "cpu" else str(device)
         for device in devices
     )

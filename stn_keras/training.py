@@ -22,6 +22,7 @@ from stn_keras import models
 from stn_keras import runtime
 from stn_keras.callbacks import AtomicBackupAndRestore
 from stn_keras.callbacks import BestModelCheckpoint
+from stn_keras.callbacks import ResumableEarlyStopping
 from stn_keras.callbacks import TransformerImages
 from stn_keras.callbacks import tensorboard_available
 from stn_keras.data import as_float_images
@@ -43,10 +44,14 @@ def _raise_interrupted(signal_number, frame):
 
 @dataclasses.dataclass(frozen=True)
 class TrainingResult:
-    """What :func:`train` returns: the run directory and its headline numbers."""
+    """What :func:`train` returns: the run directory and its headline numbers.
+
+    ``best_accuracy`` is the best value of ``monitor``: validation accuracy,
+    or training accuracy for a data set without a validation split.
+    """
 
     run_dir: object
-    best_val_accuracy: float
+    best_accuracy: float
     best_epoch: int
     epochs_run: int
     wall_time_s: float
@@ -54,10 +59,11 @@ class TrainingResult:
     num_parameters: int
     device: str
     saved_model_exported: bool
+    monitor: str = "val_accuracy"
 
     def summary(self):
         return (
-            f"best val_accuracy {self.best_val_accuracy:.4f} at epoch "
+            f"best {self.monitor} {self.best_accuracy:.4f} at epoch "
             f"{self.best_epoch}, {self.epochs_run} epochs, "
             f"{self.wall_time_s:.1f} s, {self.images_per_second:.0f} images/s, "
             f"{self.num_parameters} parameters, on {self.device}, run dir "
@@ -179,6 +185,7 @@ def run_record(config, dataset, model, policy, devices, distribution):
         "device": devices.as_record(),
         "strategy": distribution.name,
         "num_replicas": distribution.num_replicas,
+        "finished": False,
     }
 
 
@@ -200,7 +207,7 @@ def _tensorboard_callbacks(config, run_dir, model, dataset):
     return callbacks
 
 
-def make_callbacks(config, run_dir, model, dataset, monitor, best_so_far, backup, extra):
+def make_callbacks(config, run_dir, model, dataset, monitor, history_rows, backup, extra):
     """The run's callbacks; ``backup`` last, after ``extra``.
 
     The backup commits last, so an epoch is either fully recorded (history
@@ -211,15 +218,18 @@ def make_callbacks(config, run_dir, model, dataset, monitor, best_so_far, backup
             run_dir.model_path,
             monitor=monitor,
             mode="max",
-            initial_value_threshold=best_so_far,
+            initial_value_threshold=best_epoch(history_rows, monitor)[0],
         ),
         keras.callbacks.CSVLogger(run_dir.history_path, append=config["resume"]),
         *_tensorboard_callbacks(config, run_dir, model, dataset),
     ]
     if config["early_stopping_patience"]:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor, mode="max", patience=config["early_stopping_patience"]
+            ResumableEarlyStopping(
+                history_rows,
+                monitor=monitor,
+                mode="max",
+                patience=config["early_stopping_patience"],
             )
         )
     return [*callbacks, *(extra or []), backup]
@@ -373,7 +383,7 @@ def compile_and_fit(plan, callbacks=None):
             model,
             dataset,
             plan.monitor,
-            best_epoch(plan.history_rows, plan.monitor)[0],
+            plan.history_rows,
             plan.backup,
             callbacks,
         )
@@ -413,6 +423,7 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
     logger.info("Training on %s, policy %s", plan.devices.describe(), plan.policy)
     print(f"Device: {plan.devices.describe()}", flush=True)
     runtime.set_random_seed(plan.config["seed"])
+    previous_policy = keras.config.dtype_policy()
     keras.mixed_precision.set_global_policy(plan.policy)
     start = time.perf_counter()
     try:
@@ -427,8 +438,9 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
         )
         raise
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous_policy)
     wall_time = time.perf_counter() - start
+    plan.run_dir.mark_finished()
     rows = plan.history_rows + [
         {"epoch": epoch, **{key: values[index] for key, values in history.history.items()}}
         for index, epoch in enumerate(history.epoch)
@@ -436,7 +448,7 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
     best, best_epoch_number = best_epoch(rows, plan.monitor)
     return TrainingResult(
         run_dir=plan.run_dir.path,
-        best_val_accuracy=best,
+        best_accuracy=best,
         best_epoch=best_epoch_number,
         epochs_run=plan.first_epoch + len(history.epoch),
         wall_time_s=wall_time,
@@ -444,4 +456,5 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
         num_parameters=model.count_params(),
         device=plan.devices.describe(),
         saved_model_exported=export_best_model(plan.run_dir),
+        monitor=plan.monitor,
     )

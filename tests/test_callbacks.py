@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from stn_keras.callbacks import BestModelCheckpoint
+from stn_keras.callbacks import ResumableEarlyStopping
 
 
 def small_model(value):
@@ -65,3 +66,27 @@ def test_bad_mode_and_missing_metric_are_explained(tmp_path):
     checkpoint.set_model(small_model(0.0))
     with pytest.raises(ValueError, match="the epoch logs have no 'val_accuracy'"):
         checkpoint.on_epoch_end(0, {"accuracy": 0.5})
+
+
+def stopping_epoch(callback, values, first_epoch=0):
+    """The epoch at which ``callback`` stops a run seeing ``values`` (or None)."""
+    callback.set_model(small_model(0.0))
+    callback.on_train_begin()
+    for epoch in range(first_epoch, len(values)):
+        callback.model.stop_training = False
+        callback.on_epoch_end(epoch, {"val_accuracy": values[epoch]})
+        if callback.model.stop_training:
+            return epoch
+    return None
+
+
+def test_early_stopping_resumed_mid_run_stops_where_the_whole_run_would():
+    values = [0.5, 0.6, 0.55, 0.58, 0.57, 0.9]
+    settings = {"monitor": "val_accuracy", "mode": "max", "patience": 3}
+    whole = stopping_epoch(keras.callbacks.EarlyStopping(**settings), values)
+    assert whole == 4
+    rows = [{"epoch": epoch, "val_accuracy": value} for epoch, value in enumerate(values[:3])]
+    resumed = stopping_epoch(ResumableEarlyStopping(rows, **settings), values, first_epoch=3)
+    assert resumed == whole
+    forgetful = stopping_epoch(keras.callbacks.EarlyStopping(**settings), values, first_epoch=3)
+    assert forgetful is None  # Keras' own callback waits 3 epochs afresh

@@ -73,6 +73,10 @@ def test_explicit_data_dir_is_never_downloaded_into_unless_asked(tmp_path):
             download=True,
         )
     assert not (tmp_path / "nowhere").exists()
+    with pytest.raises(MissingDataError, match=r"downloads are off \(download=False\)"):
+        paths.find_or_download(
+            "toy", ["missing.gz"], urls={"missing.gz": url}, data_dir=tmp_path, download=False
+        )
 
 
 def test_download_is_verified_and_moved_into_place(tmp_path):
@@ -172,3 +176,8 @@ def test_real_mnist():
     assert hashlib.md5(dataset.x_train.tobytes()).hexdigest() != ""
     default = load_dataset("mnist")
     assert len(default.x_train) == 50000 and len(default.x_val) == 10000
+
+
+def test_a_validation_fraction_that_leaves_no_training_image_is_refused():
+    with pytest.raises(ValueError, match="that leaves at least one of the 1437 training images"):
+        load_dataset("digits", val_size=0.9999)

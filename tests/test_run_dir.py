@@ -1,11 +1,15 @@
 """The run directory: start/resume checks, writability, history, atomic files."""
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
-from stn_keras import run_dir as run_dir_module
+from stn_keras import files
 from stn_keras.run_dir import RunDirectory
 from stn_keras.run_dir import best_epoch
-from stn_keras.run_dir import write_atomically
+from stn_keras.files import write_text_atomically
 
 HISTORY = "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.0,0.6,0.9\n1,0.7,0.8,0.8,0.7\n2,0.9,0.3,0.75,0.6\n"
 
@@ -61,13 +65,70 @@ def test_unwritable_output_directory_is_reported_with_its_path(tmp_path):
 
 def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "config.json"
-    write_atomically(target, "old")
+    write_text_atomically(target, "old")
 
     def fail(*arguments):
         raise OSError("disk full")
 
-    monkeypatch.setattr(run_dir_module.os, "fsync", fail)
+    monkeypatch.setattr(files.os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
-        write_atomically(target, "new")
+        write_text_atomically(target, "new")
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["config.json"]
+
+
+def test_atomic_files_and_directories_get_the_umask_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        files.write_text_atomically(tmp_path / "config.json", "{}")
+        files.write_file_atomically(tmp_path / "model.keras", lambda path: Path(path).write_text("m"))
+        files.write_directory_atomically(
+            tmp_path / "saved_model", lambda staging: (staging / "saved_model.pb").write_text("g")
+        )
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "config.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "model.keras").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "saved_model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "saved_model" / "saved_model.pb").stat().st_mode) == 0o644
+
+
+def test_a_failed_swap_puts_the_previous_directory_back(tmp_path, monkeypatch):
+    target = tmp_path / "evaluation"
+    files.write_directory_atomically(target, lambda staging: (staging / "old").write_text("1"))
+    real_replace = files.os.replace
+
+    def second_rename_fails(source, destination):
+        if Path(source).name.startswith(".evaluation.partial-"):
+            raise OSError("disk full")
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(files.os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="disk full"):
+        files.write_directory_atomically(target, lambda staging: (staging / "new").write_text("2"))
+    assert [path.name for path in tmp_path.iterdir()] == ["evaluation"]
+    assert [path.name for path in target.iterdir()] == ["old"]
+
+
+def test_a_run_that_stopped_before_its_first_backup_can_start_again(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"config": {"epochs": 3}, "finished": False})
+    run.model_path.write_bytes(b"best model of an unfinished first epoch")
+    assert not run.is_finished()
+    run.check_can_start(resume=False)
+    with pytest.raises(ValueError, match="it never completed an epoch"):
+        run.check_can_start(resume=True)
+    run.mark_finished()
+    assert run.is_finished() and run.read_config() == {"epochs": 3}
+    with pytest.raises(ValueError, match="already holds a run"):
+        run.check_can_start(resume=False)
+
+
+def test_history_without_validation_values(tmp_path):
+    run = RunDirectory(tmp_path)
+    run.history_path.write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.4,1.0,NA,NA\n1,0.6,0.9,NA,NA\n")
+    rows = run.read_history()
+    assert rows[1] == {"epoch": 1, "accuracy": 0.6, "loss": 0.9, "val_accuracy": None, "val_loss": None}
+    assert best_epoch(rows, "val_accuracy") == (None, 0)
+    assert best_epoch(rows, "accuracy") == (0.6, 2)

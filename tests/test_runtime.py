@@ -145,3 +145,21 @@ def test_a_model_trained_on_jax_evaluates_the_same_on_tensorflow(tmp_path):
     assert results["jax"]["num_correct"] == results["tensorflow"]["num_correct"]
     assert results["jax"]["loss"] == pytest.approx(results["tensorflow"]["loss"], rel=1e-4)
     assert results["jax"]["accuracy"] > 0.5  # one epoch of the defaults learns
+
+
+def test_a_failing_import_still_shows_its_warnings_and_error(tmp_path):
+    (tmp_path / "noisy_module.py").write_text(
+        "import os\n"
+        "os.write(2, b'I0000 00:00:1795899795.1 1 port.cc:153] oneDNN custom operations\\n')\n"
+        "os.write(2, b'W0000 00:00:1795899795.2 1 some.cc:1] a real warning\\n')\n"
+        "raise ImportError('the library is broken')\n"
+    )
+    script = "from stn_keras.quiet_import import import_quietly\nimport_quietly('noisy_module')\n"
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": BACKEND, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+    )
+    assert completed.returncode == 1
+    assert "a real warning" in completed.stderr and "oneDNN" not in completed.stderr
+    assert "ImportError: the library is broken" in completed.stderr

@@ -14,6 +14,7 @@ import pytest
 
 from stn_keras import models
 from stn_keras import training
+from stn_keras.run_dir import RunDirectory
 from tiny_data import tiny_dataset
 from tiny_data import tiny_distorted_dataset
 
@@ -108,7 +109,7 @@ def test_run_directory_contents(finished_run):
     assert rows[0] == "epoch,accuracy,loss,val_accuracy,val_loss"
     assert len(rows) == 5
     best = max(float(row.split(",")[3]) for row in rows[1:])
-    assert finished_run.best_val_accuracy == pytest.approx(best)
+    assert finished_run.best_accuracy == pytest.approx(best)
     summary = finished_run.summary()
     assert "best val_accuracy" in summary and "images/s" in summary
 
@@ -240,7 +241,7 @@ def test_data_parallel_over_two_host_devices_matches_one_device(tmp_path):
         from tiny_data import tiny_dataset
         for strategy in ("data_parallel", "default"):
             training.train(tiny_config({str(tmp_path)!r} + "/" + strategy, epochs=2,
-                                       strategy=strategy, model="cnn", val_size=None),
+                                       strategy=strategy, tensorboard_images=3),
                            tiny_dataset(val=31))
         """
     )
@@ -307,7 +308,7 @@ def test_mixed_precision_and_jit_compile_train(tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     # The transformer's parameters (and so its grid) stay float32.
     assert keras.backend.standardize_dtype(theta.dtype) == "float32"
-    assert np.isfinite(result.best_val_accuracy)
+    assert np.isfinite(result.best_accuracy)
 
 
 def test_training_goes_on_without_tensorboard(tmp_path, monkeypatch, caplog):
@@ -379,3 +380,22 @@ def test_online_distortion_resumes_to_the_uninterrupted_result(tmp_path, online_
     assert (run_dir / "history.csv").read_text() == (
         online_run.run_dir / "history.csv"
     ).read_text()
+
+
+def test_without_a_validation_split_the_run_keeps_the_best_training_accuracy(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        result = training.train(
+            tiny_config(tmp_path / "run", epochs=2, model="cnn", mixed_precision="off"),
+            tiny_dataset(val=0),
+        )
+        # The caller's policy comes back, whatever the run used.
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rows = RunDirectory(result.run_dir).read_history()
+    assert [row["val_accuracy"] for row in rows] == [None, None]  # Keras writes NA
+    best = max(row["accuracy"] for row in rows)
+    assert result.monitor == "accuracy" and result.best_accuracy == pytest.approx(best)
+    assert "best accuracy " in result.summary() and "val_accuracy" not in result.summary()
+    assert json.loads((result.run_dir / "config.json").read_text())["finished"] is True

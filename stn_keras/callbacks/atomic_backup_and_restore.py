@@ -72,4 +72,9 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.delete_on_success and os.path.isdir(self.backup_dir):
+            # The state file goes first: a signal during the deletion then
+            # leaves no state naming weights that are already gone.
+            state = os.path.join(self.backup_dir, STATE_FILE)
+            if os.path.exists(state):
+                os.remove(state)
             shutil.rmtree(self.backup_dir)

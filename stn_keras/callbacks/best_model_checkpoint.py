@@ -1,11 +1,10 @@
 """`BestModelCheckpoint`: the best model so far, replaced atomically."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import keras
 
+from stn_keras.files import write_file_atomically
 from stn_keras.validation import check_choice
 
 
@@ -47,13 +46,4 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if not self._improves(float(value)):
             return
         self.best = float(value)
-        descriptor, partial = tempfile.mkstemp(
-            prefix=f".{self.path.stem}-", suffix=".keras", dir=self.path.parent
-        )
-        os.close(descriptor)
-        try:
-            self.model.save(partial)
-            os.replace(partial, self.path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        write_file_atomically(self.path, self.model.save)

@@ -56,7 +56,12 @@ class TransformerImages(keras.callbacks.Callback):
         sub_model = transformer_model(self.model)
         if sub_model is None:
             return
-        outputs = sub_model.predict(self.images, verbose=0)
+        # A direct call, not predict: predict would shard the few images
+        # over data-parallel replicas, which their count need not divide.
+        outputs = [
+            keras.ops.convert_to_numpy(output)
+            for output in sub_model(self.images, training=False)
+        ]
         names = [layer.name for layer in spatial_transformers(self.model)]
         with self._writer.as_default():
             for name, transformed in zip(names, outputs[0::2]):

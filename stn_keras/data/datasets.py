@@ -65,12 +65,15 @@ def _validation_count(val_size, total, name):
     """Number of validation images from an int count or a float fraction."""
     try:
         if isinstance(val_size, float):
-            return round(check_number("val_size", val_size, 0, 1, exclusive_maximum=True) * total)
-        return check_int("val_size", val_size, 0, total - 1)
+            count = round(check_number("val_size", val_size, 0, 1, exclusive_maximum=True) * total)
+        else:
+            count = val_size
+        return check_int("val_size", count, 0, total - 1)
     except ValueError:
         raise ValueError(
             f"`val_size` for {name} must be an int in [0, {total}) (images) or "
-            f"a float in [0, 1) (fraction). Received: val_size={val_size!r}"
+            f"a float in [0, 1) (fraction) that leaves at least one of the {total} "
+            f"training images. Received: val_size={val_size!r}"
         ) from None
 
 

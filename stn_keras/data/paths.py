@@ -142,6 +142,12 @@ def find_or_download(dataset, file_names, urls=None, md5s=None, data_dir=None,
             f"the one with {dataset}/ in it), or leave it unset to use "
             f"{DATA_DIR_ENVIRONMENT_VARIABLE} or ~/.keras/datasets."
         )
+    refused = (
+        "downloads are off (download=False)"
+        if download is False
+        else "not downloaded into an explicit data directory without "
+        "download=True (--download)"
+    )
     if download is None:
         download = data_dir is None
     target = os.path.join(resolve_data_dir(data_dir), dataset)
@@ -155,12 +161,7 @@ def find_or_download(dataset, file_names, urls=None, md5s=None, data_dir=None,
     for name in missing:
         url = (urls or {}).get(name)
         if not download or url is None:
-            reason = (
-                "no download known"
-                if url is None
-                else "not downloaded into an explicit data directory without "
-                "download=True (--download)"
-            )
+            reason = "no download known" if url is None else refused
             failures.append(f"{name}: {reason}")
             continue
         logger.info("Downloading %s from %s", name, url)

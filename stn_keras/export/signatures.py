@@ -6,7 +6,7 @@ from pathlib import Path
 
 import keras
 
-from stn_keras.export.atomic_directory import write_directory_atomically
+from stn_keras.files import write_directory_atomically
 from stn_keras.export.image_decoding import decode_image
 from stn_keras.export.names import BYTES_INPUT
 from stn_keras.export.names import BYTES_SIGNATURE
