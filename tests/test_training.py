@@ -303,7 +303,7 @@ def test_mixed_precision_and_jit_compile_train(tmp_path):
         model = keras.saving.load_model(result.run_dir / "model.keras")
         assert model.get_layer("logits").compute_dtype == "bfloat16"
         images = tiny_dataset().x_val[:2].astype("float32") / 255
-        _, theta = models.transformer_model(model)(images)
+        _, theta = models.transformer_model(model)([images])
     finally:
         keras.mixed_precision.set_global_policy("float32")
     # The transformer's parameters (and so its grid) stay float32.

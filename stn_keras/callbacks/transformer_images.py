@@ -60,7 +60,7 @@ class TransformerImages(keras.callbacks.Callback):
         # over data-parallel replicas, which their count need not divide.
         outputs = [
             keras.ops.convert_to_numpy(output)
-            for output in sub_model(self.images, training=False)
+            for output in sub_model([self.images], training=False)
         ]
         names = [layer.name for layer in spatial_transformers(self.model)]
         with self._writer.as_default():
