@@ -25,6 +25,7 @@ from stn_keras.serving.server_process import ServerProcess
 pytestmark = pytest.mark.tensorflow_only
 
 HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.5
 MAX_CONNECTIONS = 60
 MAX_BATCH_SIZE = 8
 SIGNATURES = ("serving_default", "predict_bytes", "spatial_transforms")
@@ -48,6 +49,7 @@ def server(exported):
         ["--model-dir", str(exported[1]), "--max-request-pixels", str(10**12),
          "--max-batch-size", str(MAX_BATCH_SIZE),
          "--header-timeout-s", str(HEADER_TIMEOUT_S), "--keep-alive-timeout-s", "1",
+         "--body-timeout-s", str(BODY_TIMEOUT_S),
          "--max-connections", str(MAX_CONNECTIONS)],
         ready_model="mnist",
     )
@@ -130,6 +132,26 @@ def test_slow_header_and_silent_connections_are_closed(server, client, exported)
     assert all(is_closed(connection) for connection in slow + silent)
     for connection in slow + silent:
         connection.close()
+    assert_good_request_succeeds(client, exported)
+
+
+def test_a_body_that_never_ends_is_cut_off(server, client, exported):
+    connection = socket.create_connection(("127.0.0.1", server.port))
+    connection.sendall(
+        b"POST /v1/models/mnist:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"instances\": ["
+    )
+    started = time.monotonic()
+    # The head arrived in time; the body trickles in, a byte a second.
+    for _ in range(int(BODY_TIMEOUT_S) + 1):
+        time.sleep(1.0)
+        try:
+            connection.send(b"0")
+        except OSError:
+            break
+    assert is_closed(connection, timeout_s=3 * BODY_TIMEOUT_S)
+    assert time.monotonic() - started < 5 * BODY_TIMEOUT_S
+    connection.close()
     assert_good_request_succeeds(client, exported)
 
 

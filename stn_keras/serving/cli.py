@@ -82,6 +82,8 @@ def parse_arguments(argv=None):
     add("--header-timeout-s", type=float, default=http_server.DEFAULT_HEADER_TIMEOUT_S,
         help="seconds a connection has to send a complete request head, after "
         "opening and after each answer")
+    add("--body-timeout-s", type=float, default=http_server.DEFAULT_BODY_TIMEOUT_S,
+        help="seconds a connection has to send a request body after its head")
     add("--keep-alive-timeout-s", type=float,
         default=http_server.DEFAULT_KEEP_ALIVE_TIMEOUT_S,
         help="seconds an idle keep-alive connection stays open")
@@ -127,6 +129,7 @@ def main(argv=None):
         arguments.host,
         arguments.port,
         header_timeout_s=arguments.header_timeout_s,
+        body_timeout_s=arguments.body_timeout_s,
         keep_alive_timeout_s=arguments.keep_alive_timeout_s,
         max_connections=arguments.max_connections,
         log_level=arguments.log_level.lower(),

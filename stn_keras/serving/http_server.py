@@ -1,34 +1,40 @@
-"""`run_server`: uvicorn with header and idle timeouts and a connection cap.
+"""`run_server`: uvicorn with request timeouts, an idle timeout and a connection cap.
 
 Uvicorn closes a keep-alive connection left idle after an answer
 (``timeout_keep_alive``), but keeps forever a connection that never sends a
-complete request head: silent clients and clients sending their headers a
-byte at a time would hold sockets and memory. `header_timeout_protocol`
-closes such connections.
+complete request head, or whose body never ends: silent clients and clients
+sending a byte at a time would hold sockets and memory.
+`request_timeout_protocol` closes such connections.
 """
 
 DEFAULT_HEADER_TIMEOUT_S = 5.0
+# Generous: a 16 MiB body over a slow link takes a while.
+DEFAULT_BODY_TIMEOUT_S = 30.0
 DEFAULT_KEEP_ALIVE_TIMEOUT_S = 5.0
 DEFAULT_MAX_CONNECTIONS = 256
 
 
-def header_timeout_protocol(header_timeout_s):
-    """Uvicorn's h11 protocol class, closing connections slow to send a request head.
+def request_timeout_protocol(header_timeout_s, body_timeout_s=DEFAULT_BODY_TIMEOUT_S):
+    """Uvicorn's h11 protocol class, closing connections slow to send a request.
 
     A connection must deliver a complete request head within
-    ``header_timeout_s`` of being opened and of each answer; a request
-    being answered is never interrupted.
+    ``header_timeout_s`` of being opened and of each answer, and the body
+    within ``body_timeout_s`` of its head; a connection that does not is
+    closed (there is no one left to answer). A request whose body has
+    arrived is never interrupted while it is answered.
 
     Args:
         header_timeout_s: seconds allowed for a request head.
+        body_timeout_s: seconds allowed for a request body.
 
     Returns:
         A subclass of ``uvicorn.protocols.http.h11_impl.H11Protocol``.
     """
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeaderTimeoutProtocol(H11Protocol):
+    class RequestTimeoutProtocol(H11Protocol):
         _header_timer = None
+        _body_timer = None
 
         def connection_made(self, transport):
             super().connection_made(transport)
@@ -40,7 +46,35 @@ def header_timeout_protocol(header_timeout_s):
 
         def connection_lost(self, exc):
             self._cancel_header_timer()
+            self._cancel_body_timer()
             super().connection_lost(exc)
+
+        def handle_events(self):
+            super().handle_events()
+            if self._body_incoming():
+                if self._body_timer is None:
+                    self._body_timer = self.loop.call_later(
+                        body_timeout_s, self._body_timeout_expired
+                    )
+            else:
+                self._cancel_body_timer()
+
+        def _body_incoming(self):
+            return (
+                self.cycle is not None
+                and self.cycle.more_body
+                and not self.cycle.response_complete
+            )
+
+        def _cancel_body_timer(self):
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+
+        def _body_timeout_expired(self):
+            self._body_timer = None
+            if self._body_incoming() and not self.transport.is_closing():
+                self.transport.close()
 
         def _arm_header_timer(self):
             self._cancel_header_timer()
@@ -61,7 +95,7 @@ def header_timeout_protocol(header_timeout_s):
             if not self.transport.is_closing():
                 self.transport.close()
 
-    return HeaderTimeoutProtocol
+    return RequestTimeoutProtocol
 
 
 def run_server(
@@ -69,6 +103,7 @@ def run_server(
     host,
     port,
     header_timeout_s=DEFAULT_HEADER_TIMEOUT_S,
+    body_timeout_s=DEFAULT_BODY_TIMEOUT_S,
     keep_alive_timeout_s=DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     max_connections=DEFAULT_MAX_CONNECTIONS,
     log_level="info",
@@ -83,6 +118,8 @@ def run_server(
         port: port to bind.
         header_timeout_s: seconds a connection has to send a complete
             request head, after opening and after each answer.
+        body_timeout_s: seconds a connection has to send a request body
+            after its head.
         keep_alive_timeout_s: seconds an idle keep-alive connection stays
             open after an answer.
         max_connections: connections and requests in progress beyond which
@@ -95,7 +132,7 @@ def run_server(
         app,
         host=host,
         port=port,
-        http=header_timeout_protocol(header_timeout_s),
+        http=request_timeout_protocol(header_timeout_s, body_timeout_s),
         timeout_keep_alive=keep_alive_timeout_s,
         limit_concurrency=max_connections,
         log_level=log_level,
