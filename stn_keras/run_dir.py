@@ -130,11 +130,7 @@ class RunDirectory:
         """
         if not self.history_path.is_file():
             return []
-        with open(self.history_path, newline="") as file:
-            return [
-                {key: _history_value(key, value) for key, value in row.items()}
-                for row in csv.DictReader(file)
-            ]
+        return _parse_history(self.history_path.read_text().splitlines(keepends=True))
 
     def truncate_history(self, num_epochs):
         """Keeps the header and the rows of the first ``num_epochs`` epochs.
@@ -150,7 +146,14 @@ class RunDirectory:
         kept = [line for line in body if int(line.split(",", 1)[0]) < num_epochs]
         if len(kept) != len(body):
             write_text_atomically(self.history_path, "".join([header, *kept]))
-        return self.read_history()
+        return _parse_history([header, *kept])
+
+
+def _parse_history(lines):
+    return [
+        {key: _history_value(key, value) for key, value in row.items()}
+        for row in csv.DictReader(lines)
+    ]
 
 
 def _history_value(key, text):

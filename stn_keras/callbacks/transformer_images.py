@@ -7,6 +7,7 @@ import numpy as np
 
 from stn_keras.models import spatial_transformers
 from stn_keras.models import transformer_model
+from stn_keras.runtime import tensorflow_available
 from stn_keras.visualization import displayable_images
 
 
@@ -16,10 +17,7 @@ def tensorboard_available():
     Keras' TensorBoard callback and the image summaries here write through
     ``tf.summary`` whatever the Keras backend, so both packages are needed.
     """
-    return all(
-        importlib.util.find_spec(package) is not None
-        for package in ("tensorflow", "tensorboard")
-    )
+    return tensorflow_available() and importlib.util.find_spec("tensorboard") is not None
 
 
 class TransformerImages(keras.callbacks.Callback):

@@ -5,12 +5,13 @@ writes ``model.keras``; `export_run` (``python -m stn_keras.export RUN_DIR``)
 turns it into ``RUN_DIR/saved_model`` wherever TensorFlow is installed.
 """
 
-import importlib.util
 import json
 import logging
+
 import keras
 
 from stn_keras.run_dir import RunDirectory
+from stn_keras.runtime import tensorflow_available
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def saved_model_export_available():
         ``(True, "")``, or ``(False, reason)`` where ``reason`` says what to
         do: run Keras on the TensorFlow backend, or install TensorFlow.
     """
-    if importlib.util.find_spec("tensorflow") is None:
+    if not tensorflow_available():
         return False, (
             "SavedModel export needs TensorFlow, which is not installed: "
             "`pip install tensorflow`, then run `python -m stn_keras.export "
