@@ -18,7 +18,11 @@ from stn_keras.models.blocks import LOCALIZATION_CONVOLUTIONS
 from stn_keras.ops import TRANSFORMS
 
 # Flags whose values are keyword mappings, given as repeated KEY=VALUE.
-MAPPING_FLAGS = {"model_options": "model-option", "data_options": "data-option"}
+MAPPING_FLAGS = {
+    "model_options": "model-option",
+    "data_options": "data-option",
+    "augmentation_options": "augmentation-option",
+}
 # Choices that live with the models rather than in the settings schema.
 MODEL_CHOICES = {
     "transform": TRANSFORMS,

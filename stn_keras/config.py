@@ -116,6 +116,20 @@ def _positive_number(name, value):
     return check_number(name, value, 0, exclusive_minimum=True)
 
 
+def _non_negative_number(name, value):
+    return check_number(name, value, 0)
+
+
+def _augmentation_options(name, value):
+    from stn_keras.data import check_augmentation_options
+
+    # Kept as given (the defaults fill in when the batches are made), so
+    # config.json records what the user asked for; checked now all the same.
+    value = _mapping(name, value)
+    check_augmentation_options(value)
+    return value
+
+
 def _fraction_below_one(name, value):
     return check_number(name, value, 0, 1, exclusive_maximum=True)
 
@@ -152,6 +166,19 @@ OPTIONS = {
         "distortion",
         check_bool,
     ),
+    "augment": Option(
+        False,
+        "re-pose and re-light every training batch afresh (random rotation, "
+        "scale, shift, contrast and brightness; stn_keras.data.augment), "
+        "for natural images such as traffic signs",
+        check_bool,
+    ),
+    "augmentation_options": Option(
+        {},
+        "options of the augmentation (stn_keras.data.AUGMENTATION_DEFAULTS), "
+        "e.g. rotation_range=[-15,15]; needs augment",
+        _augmentation_options,
+    ),
     "model": Option(
         "st_cnn",
         "model name (see docs/TRAINING.md)",
@@ -174,6 +201,13 @@ OPTIONS = {
     ),
     "learning_rate": Option(0.001, "base learning rate", _positive_number),
     "momentum": Option(0.0, "momentum of sgd and rmsprop", _fraction_below_one),
+    "weight_decay": Option(
+        0.0,
+        "decoupled weight decay of every optimizer (AdamW-style), applied to "
+        "kernels only: biases, among them the transformer's identity bias, "
+        "are left alone",
+        _non_negative_number,
+    ),
     "lr_schedule": Option(
         "constant",
         "constant, step (the paper's: multiply by lr_decay_factor every "
@@ -318,6 +352,12 @@ def check_config(config):
             "`online_distortion` needs a distortion to draw afresh every "
             "epoch: set `distortion` (e.g. rts) or turn online_distortion "
             "off. Received: online_distortion=True, distortion=None"
+        )
+    if checked["augmentation_options"] and not checked["augment"]:
+        raise ValueError(
+            "`augmentation_options` are only used with `augment`: set "
+            "augment (--augment) or drop the options. Received: "
+            f"augmentation_options={checked['augmentation_options']!r}, augment=False"
         )
     models.check_transformer_options(
         checked["model"],

@@ -131,14 +131,29 @@ def training_batches(config, dataset, first_epoch, num_replicas=1):
         distortion=dataset.distortion if online else None,
         num_classes=dataset.num_classes,
         distortion_parameters=dataset.distortion_parameters,
+        augmentation=config["augmentation_options"] if config["augment"] else None,
         first_epoch=first_epoch,
         batch_multiple=num_replicas,
         num_epochs=max(config["epochs"] - first_epoch, 1),
     )
 
 
-def make_optimizer(config, steps_per_epoch):
-    """The configured optimizer with its learning-rate schedule."""
+def make_optimizer(config, steps_per_epoch, model=None):
+    """The configured optimizer with its learning-rate schedule.
+
+    With ``weight_decay``, the variables of ``model`` of rank 0 or 1 (biases,
+    the transformer's identity bias) are excluded from the decay: pulling
+    them to zero would move the transformer away from the identity.
+    """
+    optimizer = _optimizer(config, steps_per_epoch)
+    if config["weight_decay"] and model is not None:
+        optimizer.exclude_from_weight_decay(
+            var_list=[variable for variable in model.trainable_variables if len(variable.shape) <= 1]
+        )
+    return optimizer
+
+
+def _optimizer(config, steps_per_epoch):
     learning_rate = config["learning_rate"]
     if config["lr_schedule"] == "step":
         learning_rate = keras.optimizers.schedules.ExponentialDecay(
@@ -151,11 +166,18 @@ def make_optimizer(config, steps_per_epoch):
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=config["epochs"] * steps_per_epoch
         )
+    # Keras' weight_decay is decoupled from the gradient (AdamW's), on every
+    # optimizer; None turns it off.
+    weight_decay = config["weight_decay"] or None
     if config["optimizer"] == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=config["momentum"])
+        return keras.optimizers.SGD(
+            learning_rate, momentum=config["momentum"], weight_decay=weight_decay
+        )
     if config["optimizer"] == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, momentum=config["momentum"])
-    return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.RMSprop(
+            learning_rate, momentum=config["momentum"], weight_decay=weight_decay
+        )
+    return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
 
 
 def build_configured_model(config, image_shape, num_classes):
@@ -366,7 +388,7 @@ def compile_and_fit(plan, callbacks=None):
     with plan.distribution.scope():
         model = build_configured_model(config, dataset.image_shape, dataset.num_classes)
         model.compile(
-            optimizer=make_optimizer(config, plan.train_data.steps_per_epoch),
+            optimizer=make_optimizer(config, plan.train_data.steps_per_epoch, model),
             loss="sparse_categorical_crossentropy",
             # Weighted, so padding that evens out data-parallel validation
             # batches (weight 0) does not count.

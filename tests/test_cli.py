@@ -34,7 +34,8 @@ def test_train_help_lists_flags_with_defaults(capsys):
         "--batch-size", "--optimizer", "--learning-rate", "--lr-schedule",
         "--seed", "--data-dir", "--output-dir", "--val-size",
         "--mixed-precision", "--jit-compile", "--strategy", "--resume",
-        "--config", "--model-option",
+        "--config", "--model-option", "--augment", "--augmentation-option",
+        "--weight-decay",
     ):
         assert flag in out, flag
     text = " ".join(out.split())
@@ -57,6 +58,9 @@ def test_train_help_lists_flags_with_defaults(capsys):
         (["--epochs", "zero"], "argument --epochs: invalid int value: 'zero'"),
         (["--epochs", "0"], "`epochs` must be an int >= 1. Received: epochs=0"),
         (["--model-option", "filters"], "expected KEY=VALUE, e.g. filters=16"),
+        (["--augmentation-option", "rotation_range=[-5,5]"], "`augmentation_options` are only used with `augment`"),
+        (["--augment", "--augmentation-option", "zoom=2"], "Unknown augmentation option(s) ['zoom']"),
+        (["--weight-decay", "-1"], "`weight_decay` must be a finite number >= 0"),
         (["--config", "missing.yaml"], "Config file not found. Received: path='missing.yaml'"),
     ],
 )

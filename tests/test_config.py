@@ -58,6 +58,21 @@ def test_every_option_has_a_valid_default_and_help():
         ({"online_distortion": 1}, "`online_distortion` must be a bool"),
         ({"jit_compile": "xla"}, "`jit_compile` must be 'auto' or a bool. Received: jit_compile='xla'"),
         ({"model": "cnn", "transform": "tps"}, "Model 'cnn' has no spatial transformer"),
+        ({"weight_decay": -0.1}, "`weight_decay` must be a finite number >= 0. Received: weight_decay=-0.1"),
+        ({"augment": "yes"}, "`augment` must be a bool"),
+        (
+            {"augmentation_options": {"rotation_range": [-5, 5]}},
+            "`augmentation_options` are only used with `augment`: set augment "
+            "(--augment) or drop the options.",
+        ),
+        (
+            {"augment": True, "augmentation_options": {"flip": True}},
+            "Unknown augmentation option(s) ['flip']",
+        ),
+        (
+            {"augment": True, "augmentation_options": {"translation_range": 2}},
+            "`translation_range` must be a finite number >= 0 and <= 1. Received: translation_range=2",
+        ),
     ],
 )
 def test_bad_settings(overrides, message):
@@ -132,3 +147,11 @@ def test_count_or_fraction(text, value):
 def test_count_or_fraction_refuses_words():
     with pytest.raises(ValueError, match="expected an image count"):
         config.count_or_fraction("ten")
+
+
+def test_augmentation_options_are_kept_as_given():
+    resolved = config.resolve_config(
+        {"augment": True, "augmentation_options": {"rotation_range": [-5, 5]}}
+    )
+    # config.json records what was asked; the defaults fill in at batching.
+    assert resolved["augmentation_options"] == {"rotation_range": [-5, 5]}

@@ -53,6 +53,24 @@ def test_gtsrb_idsia_models_train_one_step(name):
     assert np.isfinite(float(np.asarray(loss)))
 
 
+@pytest.mark.parametrize("name", ["compact_st_cnn", "idsia", "st_idsia"])
+def test_dropout_drops_in_training_only_and_adds_no_weights(name):
+    plain = build_model(name, (32, 32, 3), 5)
+    model = build_model(name, (32, 32, 3), 5, dropout=0.5)
+    assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == ["dropout_1"]
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in plain.layers)
+    assert model.count_params() == plain.count_params()
+    images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    inference = keras.ops.convert_to_numpy(model(images, training=False))
+    np.testing.assert_allclose(inference, keras.ops.convert_to_numpy(model(images, training=False)))
+    assert not np.allclose(inference, keras.ops.convert_to_numpy(model(images, training=True)))
+
+
+def test_dropout_rate_must_be_below_one():
+    with pytest.raises(ValueError, match=r"`dropout` must be a finite number >= 0 and < 1. Received: dropout=1"):
+        build_model("compact_st_cnn", (32, 32, 3), 5, dropout=1)
+
+
 def test_parameter_counts_match_hand_computation():
     # CNN on 42x42 (RTS): conv 9x9x1x36, conv 7x7x36x36, dense 5*5*36 -> 50 -> 10.
     expected_cnn = (81 * 36 + 36) + (49 * 36 * 36 + 36) + (900 * 50 + 50) + 510

@@ -204,6 +204,45 @@ def test_schedules_and_optimizers():
     assert isinstance(rmsprop, keras.optimizers.RMSprop)
 
 
+def test_weight_decay_shrinks_kernels_and_leaves_biases_alone():
+    config = training.resolve_run_config(
+        {"optimizer": "adam", "learning_rate": 0.1, "weight_decay": 0.5}
+    )
+    model = models.build_model("st_cnn", (28, 28, 1), 10)
+    optimizer = training.make_optimizer(config, steps_per_epoch=1, model=model)
+    before = {variable.path: np.array(variable.numpy()) for variable in model.trainable_variables}
+    # Zero gradients: Adam's own step is 0, so only the decay moves anything.
+    optimizer.apply(
+        [keras.ops.zeros(variable.shape) for variable in model.trainable_variables],
+        model.trainable_variables,
+    )
+    for variable in model.trainable_variables:
+        value = variable.numpy()
+        if len(variable.shape) <= 1:
+            np.testing.assert_array_equal(value, before[variable.path], err_msg=variable.path)
+        else:  # decoupled: w <- w - learning_rate * weight_decay * w
+            np.testing.assert_allclose(value, before[variable.path] * 0.95, rtol=1e-5, atol=1e-7)
+    theta_bias = next(v for v in model.trainable_variables if v.path == "transformer/regression/bias")
+    np.testing.assert_array_equal(theta_bias.numpy(), [1, 0, 0, 0, 1, 0])
+
+
+def test_without_weight_decay_no_variable_decays():
+    optimizer = training.make_optimizer(training.resolve_run_config({}), steps_per_epoch=1)
+    assert optimizer.weight_decay is None
+
+
+def test_augmented_training_batches_are_new_every_epoch_and_resume_exactly():
+    dataset = tiny_dataset(train=8)
+    config = tiny_config("unused", batch_size=8, epochs=2, augment=True)
+    stream = training.training_batches(config, dataset, first_epoch=0)
+    plain = training.training_batches(tiny_config("unused", batch_size=8, epochs=2), dataset, 0)
+    # Same order (same seed), other pixels.
+    np.testing.assert_array_equal(stream[0][1], plain[0][1])
+    assert not np.allclose(stream[0][0], plain[0][0])
+    resumed = training.training_batches(config, dataset, first_epoch=1)
+    np.testing.assert_array_equal(resumed[0][0], stream[1][0])
+
+
 @pytest.mark.tensorflow_only
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     run_dir = tmp_path / "mirrored"

@@ -2,10 +2,14 @@
 
 ``load_dataset`` reads MNIST, Fashion-MNIST, scikit-learn's digits and GTSRB
 (optionally distorted as in Jaderberg et al. 2015, appendix A.4);
-``distort`` applies a distortion to a batch; ``make_pipeline`` makes batches
-for ``model.fit`` on every backend.
+``distort`` applies a distortion to a batch; ``augment`` re-poses and
+re-lights natural images for training; ``make_pipeline`` makes batches for
+``model.fit`` on every backend.
 """
 
+from stn_keras.data.augmentation import AUGMENTATION_DEFAULTS
+from stn_keras.data.augmentation import augment
+from stn_keras.data.augmentation import check_augmentation_options
 from stn_keras.data.batch_sequence import BatchSequence
 from stn_keras.data.dataset import Dataset
 from stn_keras.data.datasets import DATASETS

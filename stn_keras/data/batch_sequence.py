@@ -6,8 +6,13 @@ import math
 import keras
 import numpy as np
 
+from stn_keras.data.augmentation import augment
 from stn_keras.data.distortions import distort
 from stn_keras.data.images import as_float_images
+
+
+# The last word of the augmentation's seed, which the distortion's lacks.
+AUGMENTATION_STREAM = 1
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,7 +38,8 @@ class BatchSequence(keras.utils.PyDataset):
 
     With a ``distortion``, each batch is distorted when it is requested, with
     a seed made of ``seed``, the epoch and the batch index: every epoch sees
-    fresh distortions, and a run is reproducible.
+    fresh distortions, and a run is reproducible. ``augmentation`` works the
+    same way, after the distortion, from a seed of its own.
 
     A batch is addressed by its index alone. With ``num_epochs=None`` the
     sequence is one epoch long and ``on_epoch_end`` moves it to the next
@@ -53,6 +59,8 @@ class BatchSequence(keras.utils.PyDataset):
         distortion_parameters: the distortion's parameters (paper defaults
             when empty).
         num_classes: when given, labels outside ``[0, num_classes)`` raise.
+        augmentation: checked options of ``stn_keras.data.augment`` (see
+            ``check_augmentation_options``), or ``None`` for none.
         first_epoch: the epoch the sequence starts at; a sequence started at
             epoch ``k`` yields the batches another yields after ``k`` calls
             of ``on_epoch_end`` (for resuming a run).
@@ -67,8 +75,8 @@ class BatchSequence(keras.utils.PyDataset):
     """
 
     def __init__(self, x, y, batch_size, shuffle=False, seed=0, distortion=None,
-                 distortion_parameters=None, num_classes=None, first_epoch=0,
-                 batch_multiple=1, num_epochs=None, **kwargs):
+                 distortion_parameters=None, num_classes=None, augmentation=None,
+                 first_epoch=0, batch_multiple=1, num_epochs=None, **kwargs):
         super().__init__(**kwargs)
         self.x = x
         self.y = y
@@ -78,6 +86,7 @@ class BatchSequence(keras.utils.PyDataset):
         self.distortion = distortion
         self.distortion_parameters = dict(distortion_parameters or {})
         self.num_classes = num_classes
+        self.augmentation = augmentation
         self.epoch = first_epoch
         self.batch_multiple = batch_multiple
         self.num_epochs = num_epochs
@@ -115,6 +124,14 @@ class BatchSequence(keras.utils.PyDataset):
                 **self.distortion_parameters,
             )
             images, labels = result.images, result.labels
+        if self.augmentation is not None:
+            # A seed apart from the distortion's: (seed, epoch, batch) draws it.
+            images = augment(
+                images,
+                seed=[self.seed, epoch, batch, AUGMENTATION_STREAM],
+                compile_sampler=True,
+                **self.augmentation,
+            )
         images = as_float_images(images)
         if labels is None:
             return (images,)

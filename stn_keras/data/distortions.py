@@ -76,7 +76,7 @@ def _compile(function):
 
 
 @functools.lru_cache(maxsize=None)
-def _sampler(backend, transform, output_size, grid_shape, quantise, compiled):
+def _sampler(backend, transform, output_size, grid_shape, quantise, compiled, padding_mode):
     """An ``(images, theta) -> images`` function for one transform and size."""
     del backend  # Only part of the cache key: compiled functions are per backend.
 
@@ -84,7 +84,7 @@ def _sampler(backend, transform, output_size, grid_shape, quantise, compiled):
         grid = make_grid(
             transform, theta, output_size, grid_shape=grid_shape
         )
-        output = bilinear_sample(ops.cast(images, "float32"), grid)
+        output = bilinear_sample(ops.cast(images, "float32"), grid, padding_mode=padding_mode)
         # A projective map can send some target pixels to infinity; they have
         # no source pixel, so they are background.
         output = ops.where(ops.isnan(output), 0.0, output)
@@ -100,11 +100,19 @@ def _sampler(backend, transform, output_size, grid_shape, quantise, compiled):
 _compile_sampler = contextvars.ContextVar("compile_sampler", default=None)
 
 
-def _warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE):
-    """Samples every image at its ``theta`` on the current backend, by chunks."""
+def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE,
+         padding_mode="zeros", compiled=None):
+    """Samples every image at its ``theta`` on the current backend, by chunks.
+
+    Bilinear, ``align_corners=False``; ``padding_mode`` says what lies
+    outside the image (``"zeros"``: background, as the paper's canvases).
+    uint8 images come back rounded to uint8, others as float32. ``compiled``:
+    compile the sampler (``None``: as ``distort``'s ``compile_sampler``).
+    """
     quantise = images.dtype == np.uint8
     count = len(images)
-    compiled = _compile_sampler.get()
+    if compiled is None:
+        compiled = _compile_sampler.get()
     if compiled is None:
         # Compiling pays off over many chunks; one small input runs eagerly
         # rather than wait a second for a compilation of its shape. JAX
@@ -117,6 +125,7 @@ def _warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHA
         tuple(grid_shape),
         quantise,
         compiled,
+        padding_mode,
     )
     theta = np.asarray(theta, dtype=np.float32)
     chunk = min(CHUNK_SIZE, count)
@@ -230,7 +239,7 @@ def _place(images, rng, canvas_size, rotation_range, scale_range, integer=False)
         rng, len(images), image_shape, canvas, rotation_range, scale_range, integer
     )
     theta = placement_parameters(**drawn, image_shape=image_shape, canvas=canvas)
-    return _warp(images, "affine", theta, canvas), drawn
+    return warp(images, "affine", theta, canvas), drawn
 
 
 def rotated(images, rng, rotation_range=(-90.0, 90.0)):
@@ -282,7 +291,7 @@ def projective(images, rng, scale_range=(0.75, 1.0), corner_noise_std=5.0):
     moved = scale[:, None, None] * _CORNERS + corner_offsets * pixels_to_normalised
     # The sampling grid maps output coordinates back to the image.
     theta = homographies(moved, np.broadcast_to(_CORNERS, moved.shape))
-    output = _warp(images, "projective", theta, (height, width))
+    output = warp(images, "projective", theta, (height, width))
     return output, {"scale": scale, "corner_offsets": corner_offsets}
 
 
@@ -307,7 +316,7 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
         control * (1.0 / scale[:, None, None] - 1.0)
         + control_point_offsets * pixels_to_normalised
     )
-    output = _warp(
+    output = warp(
         images, "tps", offsets.reshape(count, -1), (height, width), grid_shape
     )
     return output, {"scale": scale, "control_point_offsets": control_point_offsets}

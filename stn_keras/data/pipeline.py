@@ -1,6 +1,7 @@
 """Input pipelines for ``model.fit``, ``evaluate`` and ``predict``."""
 
 
+from stn_keras.data.augmentation import check_augmentation_options
 from stn_keras.data.batch_sequence import BatchSequence
 from stn_keras.data.distortions import check_distortion
 from stn_keras.validation import check_image_batch
@@ -8,8 +9,8 @@ from stn_keras.validation import check_int
 
 
 def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
-                  num_classes=None, distortion_parameters=None, first_epoch=0,
-                  batch_multiple=1, num_epochs=None, **kwargs):
+                  num_classes=None, distortion_parameters=None, augmentation=None,
+                  first_epoch=0, batch_multiple=1, num_epochs=None, **kwargs):
     """Returns batches of float32 images in [0, 1] and int labels.
 
     The result is a ``keras.utils.PyDataset`` (``BatchSequence``), accepted by
@@ -26,6 +27,9 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         num_classes: when given, labels outside ``[0, num_classes)`` raise.
         distortion_parameters: the distortion's parameters (paper defaults
             when empty), e.g. ``Dataset.distortion_parameters``.
+        augmentation: ``None``, or a mapping of ``stn_keras.data.augment``
+            options (``{}``: its defaults): every batch of every epoch is
+            re-posed and re-lit afresh, after any distortion.
         first_epoch: the epoch to start at (shuffling and distortions of
             epoch ``e`` depend on ``(seed, e)`` only), so a run resumed at
             epoch ``k`` sees the batches the uninterrupted run saw.
@@ -54,6 +58,8 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         check_distortion(distortion)
         if distortion == "addition" and y is None:
             raise ValueError("Distortion 'addition' needs labels `y`: its label is the sum.")
+    if augmentation is not None:
+        augmentation = check_augmentation_options(augmentation)
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, 1)
     if num_epochs is not None:
@@ -67,6 +73,7 @@ def make_pipeline(x, y, batch_size, shuffle=False, seed=0, distortion=None,
         distortion=distortion,
         distortion_parameters=distortion_parameters,
         num_classes=num_classes,
+        augmentation=augmentation,
         first_epoch=first_epoch,
         batch_multiple=batch_multiple,
         num_epochs=num_epochs,

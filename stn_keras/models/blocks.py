@@ -5,6 +5,7 @@ import keras
 from stn_keras.layers import CoordConv
 from stn_keras.layers import SpatialTransformer
 from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.validation import check_number
 
 LOCALIZATION_CONVOLUTIONS = ("conv", "coordconv")
 LOCALIZATION_ACTIVATIONS = ("relu", "leaky_relu")
@@ -106,17 +107,24 @@ def spatial_transformer(
     return images
 
 
-def classifier_head(features, num_classes, hidden_units, name_prefix=""):
+def classifier_head(features, num_classes, hidden_units, name_prefix="", dropout=0.0):
     """Flatten, ReLU dense layers, then a float32 softmax over the classes.
 
     The softmax runs in float32 so mixed precision never degrades the
-    probabilities the model returns.
+    probabilities the model returns. With ``dropout`` > 0, each hidden dense
+    layer's output is dropped at that rate during training (no layer is
+    added at 0, so models without dropout keep their structure).
     """
+    dropout = check_number("dropout", dropout, 0, 1, exclusive_maximum=True)
     features = keras.layers.Flatten(name=f"{name_prefix}flatten")(features)
     for index, units in enumerate(hidden_units, start=1):
         features = keras.layers.Dense(
             units, activation="relu", name=f"{name_prefix}dense_{index}"
         )(features)
+        if dropout:
+            features = keras.layers.Dropout(
+                dropout, name=f"{name_prefix}dropout_{index}"
+            )(features)
     logits = keras.layers.Dense(num_classes, name="logits")(features)
     return keras.layers.Activation(
         "softmax", dtype="float32", name="probabilities"

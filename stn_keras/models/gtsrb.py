@@ -28,14 +28,17 @@ def _convolution_block(features, filters, kernel_size, index, padding="valid"):
     )
 
 
-def idsia(input_shape, num_classes, filters=(150, 200, 300), dense_units=350):
-    """IDSIA column: 7x7, 4x4, 4x4 convolutions each with 2x2 pooling, dense."""
+def idsia(input_shape, num_classes, filters=(150, 200, 300), dense_units=350, dropout=0.0):
+    """IDSIA column: 7x7, 4x4, 4x4 convolutions each with 2x2 pooling, dense.
+
+    ``dropout``: rate after the dense layer during training (0: none).
+    """
     check_input_size(input_shape, 28, "idsia")
     inputs = keras.Input(shape=input_shape, name="images")
     features = inputs
     for index, (count, kernel_size) in enumerate(zip(filters, (7, 4, 4)), 1):
         features = _convolution_block(features, count, kernel_size, index)
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
+    outputs = blocks.classifier_head(features, num_classes, (dense_units,), dropout=dropout)
     return keras.Model(inputs, outputs, name="idsia")
 
 
@@ -51,13 +54,15 @@ def st_idsia(
     feature_localization=(150, 150, 150),
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
     localization_learning_rate_multiplier=1.0,
+    dropout=0.0,
 ):
     """IDSIA column with a transformer on the input and one before conv 3.
 
     Each localisation net is ``(conv filters..., dense units)``: 2x2 pool,
     then per convolution a 5x5 conv and a 2x2 pool, then the dense layer.
     The feature-map transformer's convolutions use ``"same"`` padding as its
-    input is small (5x5 for 32x32 images).
+    input is small (5x5 for 32x32 images). ``dropout``: rate after the
+    dense layer during training (0: none).
     """
     check_input_size(input_shape, 28, "st_idsia")
     inputs = keras.Input(shape=input_shape, name="images")
@@ -97,7 +102,7 @@ def st_idsia(
         localization_learning_rate_multiplier=localization_learning_rate_multiplier,
     )
     features = _convolution_block(features, filters[2], 4, 3)
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
+    outputs = blocks.classifier_head(features, num_classes, (dense_units,), dropout=dropout)
     return keras.Model(inputs, outputs, name="st_idsia")
 
 
@@ -112,11 +117,13 @@ def compact_st_cnn(
     localization=(16, 32, 64),
     grid_shape=DEFAULT_TPS_GRID_SHAPE,
     localization_learning_rate_multiplier=1.0,
+    dropout=0.0,
 ):
     """A small ST-CNN for 32x32 colour signs: trains in minutes on a CPU.
 
     The transformer looks at the input through a 2x2 pool and two 5x5
-    convolutions; the classifier has three 3x3 conv + pool blocks.
+    convolutions; the classifier has three 3x3 conv + pool blocks, then a
+    dense layer (``dropout``: its rate during training, 0: none).
     """
     check_input_size(input_shape, 16, "compact_st_cnn")
     inputs = keras.Input(shape=input_shape, name="images")
@@ -139,5 +146,5 @@ def compact_st_cnn(
     )
     for index, count in enumerate(filters, 1):
         features = _convolution_block(features, count, 3, index, padding="same")
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
+    outputs = blocks.classifier_head(features, num_classes, (dense_units,), dropout=dropout)
     return keras.Model(inputs, outputs, name="compact_st_cnn")

@@ -1,0 +1,186 @@
+"""Training-time augmentation of natural images (traffic signs and the like).
+
+The paper's distortions (``distortions.py``) make the MNIST *tasks*; this is
+the other kind of randomness: small changes of pose and lighting drawn
+afresh for every training batch so that a model that would memorise a small
+data set (GTSRB's 1,300 physical signs) sees new pictures of them instead.
+
+Each image is rotated, scaled and shifted about its centre by a random
+affine map, sampled bilinearly with the library's own grid generator and
+sampler, with ``padding_mode="border"`` by default so no black corners
+appear; then its contrast and brightness are jittered. Everything is drawn
+in numpy from ``seed`` before sampling: the same seed gives the same
+pictures on every backend. No flips: they change a sign's meaning.
+"""
+
+import numpy as np
+
+from stn_keras.data.distortions import placement_parameters
+from stn_keras.data.distortions import warp
+from stn_keras.ops import check_padding_mode
+from stn_keras.validation import check_image_batch
+from stn_keras.validation import check_number
+
+# The defaults: mild enough that every sign stays recognisable and inside
+# the picture (a 10% shift of a 32x32 image is 3.2 pixels).
+AUGMENTATION_DEFAULTS = {
+    "rotation_range": (-10.0, 10.0),
+    "scale_range": (0.9, 1.1),
+    "translation_range": 0.1,
+    "brightness_range": 0.1,
+    "contrast_range": (0.7, 1.3),
+    "padding_mode": "border",
+}
+
+
+def _range(name, value, minimum):
+    try:
+        low, high = (float(bound) for bound in value)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not minimum <= low <= high:
+        raise ValueError(
+            f"Augmentation option `{name}` must be a pair (low, high) with "
+            f"{minimum} <= low <= high. Received: {name}={value!r}"
+        )
+    return low, high
+
+
+def _fraction(name, value):
+    return check_number(name, value, 0, 1)
+
+
+_CHECKS = {
+    "rotation_range": lambda name, value: _range(name, value, -180.0),
+    "scale_range": lambda name, value: _range(name, value, 1e-3),
+    "translation_range": _fraction,
+    "brightness_range": _fraction,
+    "contrast_range": lambda name, value: _range(name, value, 0.0),
+    "padding_mode": lambda name, value: check_padding_mode(value),
+}
+
+
+def check_augmentation_options(options):
+    """The full set of augmentation options: ``options`` over the defaults.
+
+    Args:
+        options: a mapping of some of :data:`AUGMENTATION_DEFAULTS`' keys.
+
+    Returns:
+        A dict with every option, checked and normalised (ranges as float
+        pairs).
+
+    Raises:
+        ValueError: an unknown option, or a value out of its range.
+    """
+    if not isinstance(options, dict):
+        raise ValueError(
+            f"Augmentation options must be a mapping. Received: {options!r}"
+        )
+    unknown = sorted(set(options) - set(AUGMENTATION_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation option(s) {unknown}. Expected some of "
+            f"{sorted(AUGMENTATION_DEFAULTS)}. Received: {options!r}"
+        )
+    merged = {**AUGMENTATION_DEFAULTS, **options}
+    return {name: _CHECKS[name](name, value) for name, value in merged.items()}
+
+
+def draw_augmentation(rng, count, image_shape, options):
+    """Draws the parameters of ``count`` augmentations (checked ``options``).
+
+    Returns a dict of arrays, one value per image: ``angle`` (degrees,
+    counter-clockwise), ``scale``, ``shift_x``, ``shift_y`` (pixels),
+    ``contrast`` (factor about the image's mean) and ``brightness``
+    (added, as a fraction of full scale).
+    """
+    height, width = image_shape
+    translation = options["translation_range"]
+    brightness = options["brightness_range"]
+    return {
+        "angle": rng.uniform(*options["rotation_range"], size=count),
+        "scale": rng.uniform(*options["scale_range"], size=count),
+        "shift_x": rng.uniform(-translation, translation, size=count) * width,
+        "shift_y": rng.uniform(-translation, translation, size=count) * height,
+        "contrast": rng.uniform(*options["contrast_range"], size=count),
+        "brightness": rng.uniform(-brightness, brightness, size=count),
+    }
+
+
+def adjust_lighting(images, contrast, brightness):
+    """Scales each image's contrast about its mean and adds a brightness.
+
+    Args:
+        images: NHWC, uint8 (0..255) or float (0..1).
+        contrast: ``(N,)`` factors; 1 keeps the image.
+        brightness: ``(N,)`` offsets as a fraction of full scale.
+
+    Returns:
+        The adjusted images, clipped to the full scale, in ``images``' dtype
+        (rounded for uint8).
+    """
+    full_scale = 255.0 if images.dtype == np.uint8 else 1.0
+    pixels = images.astype(np.float32)
+    mean = pixels.mean(axis=(1, 2, 3), keepdims=True)
+    factor = np.asarray(contrast, np.float32).reshape(-1, 1, 1, 1)
+    offset = np.asarray(brightness, np.float32).reshape(-1, 1, 1, 1) * full_scale
+    adjusted = np.clip((pixels - mean) * factor + mean + offset, 0.0, full_scale)
+    if images.dtype == np.uint8:
+        return np.round(adjusted).astype(np.uint8)
+    return adjusted
+
+
+def augment(images, seed=0, compile_sampler=None, **options):
+    """Randomly re-poses and re-lights a batch of images.
+
+    Args:
+        images: NHWC array, uint8 (0..255) or float (0..1).
+        seed: an int or a sequence of ints (``numpy.random.default_rng``);
+            the same seed gives the same output.
+        compile_sampler: compile the sampler with the backend's compiler
+            (worth it for many calls of one batch shape, as in training);
+            ``None`` compiles for large inputs only.
+        **options: some of :data:`AUGMENTATION_DEFAULTS`:
+            ``rotation_range`` (degrees), ``scale_range`` (factors; above 1
+            enlarges), ``translation_range`` (largest shift along each axis,
+            as a fraction of the image's size), ``brightness_range`` (largest
+            offset, as a fraction of full scale), ``contrast_range``
+            (factors about each image's mean), ``padding_mode`` (what is
+            seen beyond the edge: ``"border"``, ``"zeros"`` or
+            ``"reflection"``).
+
+    Returns:
+        The augmented images, same shape and dtype.
+
+    Example:
+
+    >>> images = np.zeros((4, 32, 32, 3), np.uint8)
+    >>> augment(images, seed=[0, 1], rotation_range=(-5, 5)).shape
+    (4, 32, 32, 3)
+    """
+    options = check_augmentation_options(options)
+    images, _ = check_image_batch(images, None)
+    image_shape = images.shape[1:3]
+    drawn = draw_augmentation(
+        np.random.default_rng(seed), len(images), image_shape, options
+    )
+    # An image shifted by (dx, dy) has its top-left corner there on a canvas
+    # of its own size.
+    theta = placement_parameters(
+        drawn["angle"],
+        drawn["scale"],
+        drawn["shift_x"],
+        drawn["shift_y"],
+        image_shape,
+        image_shape,
+    )
+    posed = warp(
+        images,
+        "affine",
+        theta,
+        image_shape,
+        padding_mode=options["padding_mode"],
+        compiled=compile_sampler,
+    )
+    return adjust_lighting(posed, drawn["contrast"], drawn["brightness"])
