@@ -66,6 +66,42 @@ def test_dropout_drops_in_training_only_and_adds_no_weights(name):
     assert not np.allclose(inference, keras.ops.convert_to_numpy(model(images, training=True)))
 
 
+@pytest.mark.parametrize("name", ["st_cnn", "cnn", "compact_st_cnn"])
+def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity(name):
+    input_shape = (32, 32, 3) if name == "compact_st_cnn" else (42, 42, 1)
+    keras.utils.set_random_seed(0)
+    model = build_model(name, input_shape, 10, initialization="fan_in_uniform")
+    heads = {id(variable) for layer in spatial_transformers(model) for variable in layer.regression.weights}
+    kernels = [v for v in model.trainable_variables if v.path.endswith("kernel") and id(v) not in heads]
+    for kernel in kernels:
+        bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))  # e.g. 1/9 for conv_1's 9x9x1
+        values = kernel.numpy()
+        assert np.abs(values).max() <= bound, kernel.path
+        # Uniform in +-bound: standard deviation bound / sqrt(3), not Glorot's.
+        assert values.std() == pytest.approx(bound / np.sqrt(3), rel=0.25), kernel.path
+        bias = next(v for v in model.trainable_variables if v.path == kernel.path[: -len("kernel")] + "bias")
+        assert np.abs(bias.numpy()).max() <= bound and np.abs(bias.numpy()).max() > 0, bias.path
+    for layer in spatial_transformers(model):
+        np.testing.assert_array_equal(layer.regression.kernel.numpy(), 0.0)
+        np.testing.assert_array_equal(layer.regression.bias.numpy(), [1, 0, 0, 0, 1, 0])
+    keras.utils.set_random_seed(0)
+    again = build_model(name, input_shape, 10, initialization="fan_in_uniform")
+    for first, second in zip(model.trainable_variables, again.trainable_variables):
+        np.testing.assert_array_equal(first.numpy(), second.numpy())
+
+
+def test_coordconv_kernels_count_the_coordinate_channels_in_their_fan_in():
+    model = build_model("st_cnn", (28, 28, 1), 10, loc_conv="coordconv", initialization="fan_in_uniform")
+    kernel = next(v for v in model.trainable_variables if "conv_1/convolution/kernel" in v.path)
+    assert kernel.shape == (5, 5, 3, 20)  # the image and the two coordinate channels
+    assert np.abs(kernel.numpy()).max() <= 1 / np.sqrt(75)
+
+
+def test_unknown_initialization_is_refused():
+    with pytest.raises(ValueError, match=r"Unknown initialization. Expected one of \('keras', 'fan_in_uniform'\)"):
+        build_model("st_cnn", (28, 28, 1), 10, initialization="he")
+
+
 def test_dropout_rate_must_be_below_one():
     with pytest.raises(ValueError, match=r"`dropout` must be a finite number >= 0 and < 1. Received: dropout=1"):
         build_model("compact_st_cnn", (32, 32, 3), 5, dropout=1)

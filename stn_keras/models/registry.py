@@ -5,6 +5,8 @@ import inspect
 from stn_keras.models import blocks
 from stn_keras.models import gtsrb
 from stn_keras.models import mnist
+from stn_keras.models.initialization import check_initialization
+from stn_keras.models.initialization import initialize_fan_in_uniform
 from stn_keras.ops import TRANSFORMS
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
@@ -78,6 +80,7 @@ def build_model(
     transform=None,
     loc_conv=None,
     loc_activation=None,
+    initialization="keras",
     **options,
 ):
     """Builds model ``name`` of :data:`MODELS` for images of ``input_shape``.
@@ -97,6 +100,11 @@ def build_model(
             ``None`` means ``"conv"``. Baselines accept only ``None``.
         loc_activation: ``"relu"`` or ``"leaky_relu"`` in the localisation
             net; ``None`` means ``"relu"``. Baselines accept only ``None``.
+        initialization: ``"keras"`` (Keras' defaults: Glorot-uniform
+            kernels, zero biases) or ``"fan_in_uniform"`` (PyTorch's and
+            Torch7's: kernels and biases uniform in ``+-1/sqrt(fan_in)``;
+            see ``stn_keras.models.initialization``). Transformers start at
+            the identity either way.
         **options: keyword arguments of the model's builder function (for
             example ``filters`` or ``num_transformers`` of ``st_cnn``).
 
@@ -119,11 +127,15 @@ def build_model(
         parameter
         for parameter in inspect.signature(builder).parameters
         if parameter not in ("input_shape", "num_classes", *TRANSFORMER_OPTIONS)
-    ]
+    ] + ["initialization"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
             f"Unknown option(s) {unknown} for model '{name}'. "
             f"Expected some of {accepted}. Received: options={options}"
         )
-    return builder(input_shape, num_classes, **given, **options)
+    initialization = check_initialization(initialization)
+    model = builder(input_shape, num_classes, **given, **options)
+    if initialization == "fan_in_uniform":
+        initialize_fan_in_uniform(model)
+    return model
