@@ -125,7 +125,11 @@ def _augmentation_options(name, value):
 
     # Kept as given (the defaults fill in when the batches are made), so
     # config.json records what the user asked for; checked now all the same.
-    value = _mapping(name, value)
+    # Pairs become lists, as config.json reads them back on a resume.
+    value = {
+        key: list(item) if isinstance(item, tuple) else item
+        for key, item in _mapping(name, value).items()
+    }
     check_augmentation_options(value)
     return value
 

@@ -141,16 +141,32 @@ def training_batches(config, dataset, first_epoch, num_replicas=1):
 def make_optimizer(config, steps_per_epoch, model=None):
     """The configured optimizer with its learning-rate schedule.
 
-    With ``weight_decay``, the variables of ``model`` of rank 0 or 1 (biases,
-    the transformer's identity bias) are excluded from the decay: pulling
-    them to zero would move the transformer away from the identity.
+    With ``weight_decay``, ``model`` is required: its variables of rank 0 or
+    1 (biases, the transformer's identity bias) are excluded from the decay,
+    as pulling them to zero would move the transformer away from the
+    identity, and so are the transformers frozen by a
+    ``localization_learning_rate_multiplier`` of 0.
     """
     optimizer = _optimizer(config, steps_per_epoch)
-    if config["weight_decay"] and model is not None:
-        optimizer.exclude_from_weight_decay(
-            var_list=[variable for variable in model.trainable_variables if len(variable.shape) <= 1]
-        )
+    if config["weight_decay"]:
+        if model is None:
+            raise ValueError(
+                "`make_optimizer` needs the model when `weight_decay` is set, "
+                "to spare its biases and frozen transformers. Received: "
+                f"weight_decay={config['weight_decay']}, model=None"
+            )
+        optimizer.exclude_from_weight_decay(var_list=_undecayed_variables(model))
     return optimizer
+
+
+def _undecayed_variables(model):
+    frozen = [
+        variable
+        for layer in models.spatial_transformers(model)
+        if layer.localization_learning_rate_multiplier == 0
+        for variable in layer.trainable_variables
+    ]
+    return frozen + [variable for variable in model.trainable_variables if len(variable.shape) <= 1]
 
 
 def _optimizer(config, steps_per_epoch):

@@ -110,6 +110,33 @@ def check_number(name, value, minimum=None, maximum=None, exclusive_minimum=Fals
     return float(value)
 
 
+def check_number_pair(name, value, minimum=None, maximum=None):
+    """Returns ``value`` as a ``(low, high)`` float pair, else raises.
+
+    Both must be finite numbers (not bools) with ``low <= high``, within the
+    inclusive ``minimum`` / ``maximum`` when given.
+    """
+    try:
+        low, high = value
+    except (TypeError, ValueError):
+        low = high = None
+    try:
+        low = check_number(name, low, minimum, maximum)
+        high = check_number(name, high, minimum, maximum)
+        valid = low <= high
+    except ValueError:
+        valid = False
+    if not valid:
+        bounds = [f">= {minimum}"] if minimum is not None else []
+        bounds += [f"<= {maximum}"] if maximum is not None else []
+        within = f", each {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(
+            f"`{name}` must be a pair (low, high) of finite numbers with low <= "
+            f"high{within}. Received: {name}={value!r}"
+        )
+    return low, high
+
+
 def check_choice(name, value, choices, what=None, allow_none=False):
     """Returns ``value`` if it is one of ``choices``, else raises a ValueError.
 

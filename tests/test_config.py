@@ -155,3 +155,8 @@ def test_augmentation_options_are_kept_as_given():
     )
     # config.json records what was asked; the defaults fill in at batching.
     assert resolved["augmentation_options"] == {"rotation_range": [-5, 5]}
+    # A pair given as a tuple is saved as config.json will read it back.
+    from_python = config.resolve_config(
+        {"augment": True, "augmentation_options": {"scale_range": (0.8, 1.2)}}
+    )
+    assert from_python["augmentation_options"] == {"scale_range": [0.8, 1.2]}

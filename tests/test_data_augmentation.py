@@ -52,6 +52,9 @@ def test_float_images_stay_float_in_unit_range():
     output = augment(images, seed=0, brightness_range=0.5, contrast_range=(2, 3))
     assert output.dtype == np.float32
     assert output.min() >= 0.0 and output.max() <= 1.0
+    # Full scale is 1 for float images: a brightness of 0.1 adds 0.1.
+    flat = np.full((1, 2, 2, 1), 0.5, np.float32)
+    np.testing.assert_allclose(adjust_lighting(flat, [3.0], [0.1]), 0.6, rtol=1e-6)
 
 
 def test_border_padding_fills_with_the_edge_not_with_black():
@@ -100,6 +103,22 @@ def test_a_shift_moves_the_picture_by_that_many_pixels():
     np.testing.assert_array_equal(moved, expected)
 
 
+def test_augment_shifts_by_the_drawn_pixels():
+    images = np.zeros((3, 16, 16, 1), np.uint8)
+    images[:, 6:10, 6:10] = 255
+    options = {**IDENTITY, "translation_range": 0.25}
+    drawn = draw_augmentation(
+        np.random.default_rng([4]), 3, (16, 16), check_augmentation_options(options)
+    )
+    moved = augment(images, seed=[4], **options, padding_mode="zeros").astype(float)
+    rows, columns = np.mgrid[:16, :16]
+    for index in range(3):
+        weights = moved[index, ..., 0] / moved[index].sum()
+        # The square's centre (7.5, 7.5) moves right by shift_x and down by shift_y.
+        assert (weights * columns).sum() == pytest.approx(7.5 + drawn["shift_x"][index], abs=0.05)
+        assert (weights * rows).sum() == pytest.approx(7.5 + drawn["shift_y"][index], abs=0.05)
+
+
 def test_lighting_by_hand():
     images = np.array([[[[10], [30]], [[50], [70]]]], np.uint8)  # mean 40
     doubled = adjust_lighting(images, [2.0], [0.0])
@@ -121,6 +140,9 @@ def test_options_are_merged_over_the_defaults():
         ({"rotate": 5}, r"Unknown augmentation option\(s\) \['rotate'\]"),
         ({"rotation_range": (10, -10)}, "rotation_range=\\(10, -10\\)"),
         ({"rotation_range": 10}, "must be a pair"),
+        ({"rotation_range": (0, float("inf"))}, "pair \\(low, high\\) of finite numbers"),
+        ({"rotation_range": (-200, 0)}, "each >= -180 and <= 180"),
+        ({"contrast_range": (True, True)}, "contrast_range=\\(True, True\\)"),
         ({"scale_range": (0, 1)}, "scale_range"),
         ({"translation_range": 1.5}, "translation_range=1.5"),
         ({"brightness_range": -0.1}, "brightness_range=-0.1"),

@@ -81,6 +81,8 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
         assert values.std() == pytest.approx(bound / np.sqrt(3), rel=0.25), kernel.path
         bias = next(v for v in model.trainable_variables if v.path == kernel.path[: -len("kernel")] + "bias")
         assert np.abs(bias.numpy()).max() <= bound and np.abs(bias.numpy()).max() > 0, bias.path
+        # Drawn apart from the kernel, not a copy of its first values.
+        assert not np.allclose(bias.numpy(), values.reshape(-1)[: bias.shape[0]]), bias.path
     for layer in spatial_transformers(model):
         np.testing.assert_array_equal(layer.regression.kernel.numpy(), 0.0)
         np.testing.assert_array_equal(layer.regression.bias.numpy(), [1, 0, 0, 0, 1, 0])

@@ -134,6 +134,26 @@ def test_sigterm_keeps_last_epoch_and_resume_gives_the_same_result(
     ).read_text()
 
 
+def test_dropout_resumes_to_the_uninterrupted_result(tmp_path):
+    # Dropout's seed-generator state is not in save_weights; the backup keeps it.
+    dropout = {
+        "model": "compact_st_cnn",
+        "model_options": {"dropout": 0.5, "filters": [4, 4, 4], "dense_units": 16},
+    }
+    full = training.train(tiny_config(tmp_path / "full", **dropout), tiny_dataset())
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(training.TrainingInterrupted):
+        training.train(
+            tiny_config(run_dir, **dropout),
+            tiny_dataset(),
+            callbacks=[SendSignalMidEpoch(signal.SIGTERM)],
+        )
+    state = json.loads((run_dir / "backup" / "state.json").read_text())
+    assert len(state["seed_states"]) == 1 and state["seed_states"][0][1] > 0
+    training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+    assert (run_dir / "history.csv").read_text() == (full.run_dir / "history.csv").read_text()
+
+
 def run_training_script(script, backend=None, **environment):
     """Runs ``script`` in a fresh Python process on ``backend`` (default: this one)."""
     return subprocess.run(
@@ -224,6 +244,30 @@ def test_weight_decay_shrinks_kernels_and_leaves_biases_alone():
             np.testing.assert_allclose(value, before[variable.path] * 0.95, rtol=1e-5, atol=1e-7)
     theta_bias = next(v for v in model.trainable_variables if v.path == "transformer/regression/bias")
     np.testing.assert_array_equal(theta_bias.numpy(), [1, 0, 0, 0, 1, 0])
+
+
+def test_weight_decay_spares_a_frozen_localisation_net_and_needs_the_model():
+    config = training.resolve_run_config(
+        {"optimizer": "adam", "learning_rate": 0.1, "weight_decay": 0.5}
+    )
+    model = models.build_model(
+        "st_cnn", (28, 28, 1), 10, localization_learning_rate_multiplier=0.0
+    )
+    optimizer = training.make_optimizer(config, steps_per_epoch=1, model=model)
+    localization = [v for v in model.trainable_variables if v.path.startswith("transformer/")]
+    before = [np.array(variable.numpy()) for variable in localization]
+    conv_1 = next(v for v in model.trainable_variables if v.path == "conv_1/kernel")
+    conv_1_before = np.array(conv_1.numpy())
+    optimizer.apply(
+        [keras.ops.zeros(variable.shape) for variable in model.trainable_variables],
+        model.trainable_variables,
+    )
+    for variable, value in zip(localization, before):
+        np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+    # The classifier still decays: w <- w - 0.1 * 0.5 * w.
+    np.testing.assert_allclose(conv_1.numpy(), conv_1_before * 0.95, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="needs the model when `weight_decay` is set"):
+        training.make_optimizer(config, steps_per_epoch=1)
 
 
 def test_without_weight_decay_no_variable_decays():

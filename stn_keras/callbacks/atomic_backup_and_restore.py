@@ -5,8 +5,23 @@ import os
 import shutil
 
 import keras
+import numpy as np
 
 STATE_FILE = "state.json"
+
+
+def seed_states(model):
+    """The states of ``model``'s random seed generators (dropout's, ...).
+
+    ``save_weights`` leaves them out, yet they decide which units the next
+    training step drops: a resumed run needs them to repeat the
+    uninterrupted one.
+    """
+    return [
+        variable
+        for variable in model.variables
+        if variable.name == "seed_generator_state"
+    ]
 
 
 class AtomicBackupAndRestore(keras.callbacks.Callback):
@@ -15,7 +30,9 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
     Does what ``keras.callbacks.BackupAndRestore`` does, but commits each
     backup atomically: the weights (model and optimizer state) are written
     to a temporary file and renamed into place, then a small ``state.json``
-    naming them and the number of finished epochs is renamed into place.
+    naming them, the number of finished epochs and the states of the
+    model's random seed generators (which ``save_weights`` leaves out, and
+    which dropout needs to repeat itself) is renamed into place.
     Keras' callback writes the weights and the epoch counter as two separate
     files in place, so a kill between (or during) the two writes would resume
     from a mismatched or truncated backup. Here, whenever the process dies,
@@ -52,6 +69,16 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        saved = state.get("seed_states", [])
+        variables = seed_states(self.model)
+        if len(saved) != len(variables):
+            raise ValueError(
+                f"The backup in '{self.backup_dir}' holds {len(saved)} random "
+                f"seed state(s), the model has {len(variables)}: it was made by "
+                "another model. Resume with the run's own settings."
+            )
+        for variable, value in zip(variables, saved):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -59,7 +86,15 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         partial = os.path.join(self.backup_dir, f"partial-{weights}")
         self.model.save_weights(partial, overwrite=True)
         os.replace(partial, os.path.join(self.backup_dir, weights))
-        state = {"epoch": epoch + 1, "weights": weights, **self.extra_state}
+        state = {
+            "epoch": epoch + 1,
+            "weights": weights,
+            "seed_states": [
+                np.asarray(keras.ops.convert_to_numpy(variable.value)).tolist()
+                for variable in seed_states(self.model)
+            ],
+            **self.extra_state,
+        }
         partial_state = os.path.join(self.backup_dir, f"partial-{STATE_FILE}")
         with open(partial_state, "w") as file:
             json.dump(state, file)

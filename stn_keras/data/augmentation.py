@@ -20,6 +20,7 @@ from stn_keras.data.distortions import warp
 from stn_keras.ops import check_padding_mode
 from stn_keras.validation import check_image_batch
 from stn_keras.validation import check_number
+from stn_keras.validation import check_number_pair
 
 # The defaults: mild enough that every sign stays recognisable and inside
 # the picture (a 10% shift of a 32x32 image is 3.2 pixels).
@@ -33,29 +34,16 @@ AUGMENTATION_DEFAULTS = {
 }
 
 
-def _range(name, value, minimum):
-    try:
-        low, high = (float(bound) for bound in value)
-    except (TypeError, ValueError):
-        low = high = None
-    if low is None or not minimum <= low <= high:
-        raise ValueError(
-            f"Augmentation option `{name}` must be a pair (low, high) with "
-            f"{minimum} <= low <= high. Received: {name}={value!r}"
-        )
-    return low, high
-
-
 def _fraction(name, value):
     return check_number(name, value, 0, 1)
 
 
 _CHECKS = {
-    "rotation_range": lambda name, value: _range(name, value, -180.0),
-    "scale_range": lambda name, value: _range(name, value, 1e-3),
+    "rotation_range": lambda name, value: check_number_pair(name, value, -180, 180),
+    "scale_range": lambda name, value: check_number_pair(name, value, 1e-3),
     "translation_range": _fraction,
     "brightness_range": _fraction,
-    "contrast_range": lambda name, value: _range(name, value, 0.0),
+    "contrast_range": lambda name, value: check_number_pair(name, value, 0),
     "padding_mode": lambda name, value: check_padding_mode(value),
 }
 

@@ -44,6 +44,7 @@ from stn_keras.validation import check_image_batch
 from stn_keras.validation import check_int
 from stn_keras.validation import check_int_pair
 from stn_keras.validation import check_number
+from stn_keras.validation import check_number_pair
 
 DISTORTIONS = (
     "rotated",
@@ -146,20 +147,6 @@ def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAP
     return np.concatenate(outputs)
 
 
-def _check_range(name, value, minimum=None):
-    try:
-        low, high = (float(bound) for bound in value)
-    except (TypeError, ValueError):
-        low = high = None
-    if low is None or low > high or (minimum is not None and low < minimum):
-        floor = "" if minimum is None else f" with low >= {minimum}"
-        raise ValueError(
-            f"`{name}` must be a pair (low, high) with low <= high{floor}. "
-            f"Received: {name}={value!r}"
-        )
-    return low, high
-
-
 def _check_non_negative(name, value):
     return check_number(name, value, 0)
 
@@ -231,8 +218,8 @@ def _draw_placement(rng, count, image_shape, canvas, rotation_range, scale_range
 
 def _place(images, rng, canvas_size, rotation_range, scale_range, integer=False):
     """Rotates, scales and places each digit at a random canvas position."""
-    rotation_range = _check_range("rotation_range", rotation_range)
-    scale_range = _check_range("scale_range", scale_range, minimum=1e-6)
+    rotation_range = check_number_pair("rotation_range", rotation_range)
+    scale_range = check_number_pair("scale_range", scale_range, minimum=1e-6)
     image_shape = images.shape[1:3]
     canvas = _canvas(canvas_size, image_shape)
     drawn = _draw_placement(
@@ -280,7 +267,7 @@ def homographies(source_points, target_points):
 
 def projective(images, rng, scale_range=(0.75, 1.0), corner_noise_std=5.0):
     """P: scale, then each corner moved by Gaussian noise (std in pixels)."""
-    scale_range = _check_range("scale_range", scale_range, minimum=1e-6)
+    scale_range = check_number_pair("scale_range", scale_range, minimum=1e-6)
     corner_noise_std = _check_non_negative("corner_noise_std", corner_noise_std)
     count = len(images)
     height, width = images.shape[1:3]
@@ -304,7 +291,7 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
     is the scaling plus a smooth random deformation: a thin-plate spline
     reproduces the affine part exactly.
     """
-    scale_range = _check_range("scale_range", scale_range, minimum=1e-6)
+    scale_range = check_number_pair("scale_range", scale_range, minimum=1e-6)
     noise_std = _check_non_negative("control_point_noise_std", control_point_noise_std)
     count = len(images)
     height, width = images.shape[1:3]

@@ -1,5 +1,7 @@
 """Building blocks shared by the model families: convolutions, localisation nets."""
 
+import random
+
 import keras
 
 from stn_keras.layers import CoordConv
@@ -122,8 +124,13 @@ def classifier_head(features, num_classes, hidden_units, name_prefix="", dropout
             units, activation="relu", name=f"{name_prefix}dense_{index}"
         )(features)
         if dropout:
+            # Seeded from the global seed as Keras seeds an unseeded layer;
+            # but unseeded, the torch backend drops with torch's own RNG,
+            # which no backup holds, so a resumed run would drop other units.
             features = keras.layers.Dropout(
-                dropout, name=f"{name_prefix}dropout_{index}"
+                dropout,
+                seed=random.randint(1, 10**9),
+                name=f"{name_prefix}dropout_{index}",
             )(features)
     logits = keras.layers.Dense(num_classes, name="logits")(features)
     return keras.layers.Activation(

@@ -47,12 +47,18 @@ def initialize_fan_in_uniform(model):
         ``model``, its weights replaced in place.
     """
     identity_heads = {id(layer.regression) for layer in spatial_transformers(model)}
+    # One generator for every draw: an initializer object would repeat its
+    # values on each call, making every bias a copy of its kernel's start.
+    seed = keras.random.SeedGenerator()
     for layer in _kernel_layers(model):
         if id(layer) in identity_heads:
             continue
-        fan_in = math.prod(layer.kernel.shape[:-1])
-        draw = keras.initializers.RandomUniform(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
-        layer.kernel.assign(draw(layer.kernel.shape))
-        if getattr(layer, "bias", None) is not None:
-            layer.bias.assign(draw(layer.bias.shape))
+        bound = 1 / math.sqrt(math.prod(layer.kernel.shape[:-1]))
+        variables = [layer.kernel, getattr(layer, "bias", None)]
+        for variable in (variable for variable in variables if variable is not None):
+            variable.assign(
+                keras.random.uniform(
+                    variable.shape, -bound, bound, dtype=variable.dtype, seed=seed
+                )
+            )
     return model
