@@ -89,10 +89,7 @@ class AtomicBackupAndRestore(keras.callbacks.Callback):
         state = {
             "epoch": epoch + 1,
             "weights": weights,
-            "seed_states": [
-                np.asarray(keras.ops.convert_to_numpy(variable.value)).tolist()
-                for variable in seed_states(self.model)
-            ],
+            "seed_states": [variable.numpy().tolist() for variable in seed_states(self.model)],
             **self.extra_state,
         }
         partial_state = os.path.join(self.backup_dir, f"partial-{STATE_FILE}")

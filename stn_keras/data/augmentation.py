@@ -16,6 +16,7 @@ pictures on every backend. No flips: they change a sign's meaning.
 import numpy as np
 
 from stn_keras.data.distortions import placement_parameters
+from stn_keras.data.distortions import sampler_compilation
 from stn_keras.data.distortions import warp
 from stn_keras.ops import check_padding_mode
 from stn_keras.validation import check_image_batch
@@ -163,12 +164,6 @@ def augment(images, seed=0, compile_sampler=None, **options):
         image_shape,
         image_shape,
     )
-    posed = warp(
-        images,
-        "affine",
-        theta,
-        image_shape,
-        padding_mode=options["padding_mode"],
-        compiled=compile_sampler,
-    )
+    with sampler_compilation(compile_sampler):
+        posed = warp(images, "affine", theta, image_shape, padding_mode=options["padding_mode"])
     return adjust_lighting(posed, drawn["contrast"], drawn["brightness"])

@@ -26,6 +26,7 @@ input image):
   channel) plus ``partner`` ``(N,)``: the index of the second digit.
 """
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -101,19 +102,33 @@ def _sampler(backend, transform, output_size, grid_shape, quantise, compiled, pa
 _compile_sampler = contextvars.ContextVar("compile_sampler", default=None)
 
 
+@contextlib.contextmanager
+def sampler_compilation(compile_sampler):
+    """Within it, ``warp`` compiles its sampler as ``compile_sampler`` says.
+
+    ``True``: with the backend's compiler (XLA, ``jax.jit``), worth it for
+    many calls of one batch shape; ``False``: eagerly; ``None``: only for
+    inputs of at least ``CHUNK_SIZE`` images.
+    """
+    token = _compile_sampler.set(compile_sampler)
+    try:
+        yield
+    finally:
+        _compile_sampler.reset(token)
+
+
 def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE,
-         padding_mode="zeros", compiled=None):
+         padding_mode="zeros"):
     """Samples every image at its ``theta`` on the current backend, by chunks.
 
     Bilinear, ``align_corners=False``; ``padding_mode`` says what lies
     outside the image (``"zeros"``: background, as the paper's canvases).
-    uint8 images come back rounded to uint8, others as float32. ``compiled``:
-    compile the sampler (``None``: as ``distort``'s ``compile_sampler``).
+    uint8 images come back rounded to uint8, others as float32. Whether the
+    sampler is compiled is set by ``sampler_compilation``.
     """
     quantise = images.dtype == np.uint8
     count = len(images)
-    if compiled is None:
-        compiled = _compile_sampler.get()
+    compiled = _compile_sampler.get()
     if compiled is None:
         # Compiling pays off over many chunks; one small input runs eagerly
         # rather than wait a second for a compilation of its shape. JAX
@@ -451,12 +466,9 @@ def distort(images, distortion, seed=0, labels=None, compile_sampler=None, **par
     if distortion == "addition" and labels is None:
         raise ValueError("Distortion 'addition' needs `labels`: its label is the sum.")
     rng = np.random.default_rng(seed)
-    token = _compile_sampler.set(compile_sampler)
-    try:
+    with sampler_compilation(compile_sampler):
         if distortion == "addition":
             output, labels, drawn = addition(images, rng, labels, **params)
         else:
             output, drawn = _GENERATORS[distortion](images, rng, **params)
-    finally:
-        _compile_sampler.reset(token)
     return DistortionResult(images=output, labels=labels, parameters=drawn)
