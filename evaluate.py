@@ -86,7 +86,7 @@ def main(argv=None):
                 if getattr(arguments, name) is not None
             },
         )
-        dataset = evaluation.load_data(data_config)
+        dataset = config.load_data(data_config)
         output_dir = arguments.output_dir or evaluation.default_output_dir(
             arguments.model
         )

@@ -407,6 +407,13 @@ def data_settings(config):
     return {name: config.get(name, DEFAULTS[name]) for name in DATA_SETTINGS}
 
 
+def load_data(config):
+    """Loads the data set that the data settings of ``config`` describe."""
+    from stn_keras.data import load_dataset
+
+    return load_dataset(**dataset_arguments(config))
+
+
 def dataset_arguments(config):
     """Keyword arguments of ``stn_keras.data.load_dataset`` for ``config``."""
     settings = data_settings(config)

@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from stn_keras import config as run_config
 from stn_keras import evaluation
 from stn_keras import training
 
@@ -43,7 +44,7 @@ def run_demo(output_root="runs", epochs=None):
     if epochs is not None:
         overrides["epochs"] = epochs
     config = training.resolve_run_config(overrides)
-    dataset = training.load_data(config)
+    dataset = run_config.load_data(config)
     result = training.train(config, dataset)
     evaluation_dir = run_dir / "evaluation"
     metrics = evaluation.evaluate(run_dir / "model.keras", dataset, evaluation_dir)

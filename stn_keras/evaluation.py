@@ -242,13 +242,6 @@ def data_config_for(model_path, overrides=None):
     return config
 
 
-def load_data(config):
-    """The data set described by the data settings of ``config``."""
-    from stn_keras.data import load_dataset
-
-    return load_dataset(**run_config.dataset_arguments(config))
-
-
 def default_output_dir(model_path):
     """``evaluation/`` in the model's run directory."""
     return RunDirectory(_run_dir(model_path)).evaluation_path

@@ -26,7 +26,6 @@ from stn_keras.callbacks import ResumableEarlyStopping
 from stn_keras.callbacks import TransformerImages
 from stn_keras.callbacks import tensorboard_available
 from stn_keras.data import as_float_images
-from stn_keras.data import load_dataset
 from stn_keras.data import make_pipeline
 from stn_keras.run_dir import RunDirectory
 from stn_keras.run_dir import best_epoch
@@ -98,11 +97,6 @@ def resolve_run_config(settings=None, config_path=None):
             "Resuming with the run's saved settings; ignoring %s.", ignored
         )
     return resumed
-
-
-def load_data(config):
-    """Loads the configured data set (``stn_keras.data.load_dataset``)."""
-    return load_dataset(**run_config.dataset_arguments(config))
 
 
 def training_batches(config, dataset, first_epoch, num_replicas=1):
@@ -377,7 +371,7 @@ def plan_run(config, dataset=None):
             f"batch_size={config['batch_size']}"
         )
     if dataset is None:
-        dataset = load_data(config)
+        dataset = run_config.load_data(config)
     devices = runtime.describe_devices()
     backup = AtomicBackupAndRestore(run_dir.backup_path)
     first_epoch = backup.initial_epoch() if config["resume"] else 0
@@ -443,7 +437,7 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
         settings: settings (see :data:`stn_keras.config.OPTIONS`); missing
             ones take their defaults. A resumed run uses its saved ones.
         dataset: the loaded data set; ``None`` loads it with
-            :func:`load_data`.
+            :func:`stn_keras.config.load_data`.
         callbacks: extra Keras callbacks, run after the built-in ones.
         config_path: optional YAML/JSON file of settings, below
             ``settings``.

@@ -31,7 +31,7 @@ ALLOWED = {
         "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
     },
     "serving": {"export", "validation"},
-    "demo": {"training", "evaluation"},
+    "demo": {"config", "training", "evaluation"},
 }
 
 

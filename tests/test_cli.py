@@ -11,6 +11,7 @@ import pytest
 
 import evaluate
 import train
+from stn_keras import config as run_config
 from stn_keras import training
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +196,7 @@ def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
     def missing(config):
         raise FileNotFoundError("Data set 'gtsrb' is incomplete. Looked for X in: Y.")
 
-    monkeypatch.setattr(training, "load_data", missing)
+    monkeypatch.setattr(run_config, "load_data", missing)
     code, _, err = run(
         train.main, ["--dataset", "gtsrb", "--output-dir", str(tmp_path / "run")], capsys
     )
