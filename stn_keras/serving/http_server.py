@@ -33,31 +33,40 @@ def request_timeout_protocol(header_timeout_s, body_timeout_s=DEFAULT_BODY_TIMEO
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class RequestTimeoutProtocol(H11Protocol):
-        _header_timer = None
-        _body_timer = None
-
         def connection_made(self, transport):
+            # "header" and "body": the timer of the part of a request awaited.
+            self._timers = {}
             super().connection_made(transport)
-            self._arm_header_timer()
+            self._start_timer("header", header_timeout_s, self._header_timeout_expired)
 
         def on_response_complete(self):
             super().on_response_complete()
-            self._arm_header_timer()
+            self._start_timer("header", header_timeout_s, self._header_timeout_expired)
 
         def connection_lost(self, exc):
-            self._cancel_header_timer()
-            self._cancel_body_timer()
+            for part in list(self._timers):
+                self._cancel_timer(part)
             super().connection_lost(exc)
 
         def handle_events(self):
             super().handle_events()
-            if self._body_incoming():
-                if self._body_timer is None:
-                    self._body_timer = self.loop.call_later(
-                        body_timeout_s, self._body_timeout_expired
-                    )
-            else:
-                self._cancel_body_timer()
+            if not self._body_incoming():
+                self._cancel_timer("body")
+            elif "body" not in self._timers:
+                self._start_timer("body", body_timeout_s, self._body_timeout_expired)
+
+        def _start_timer(self, part, delay_s, callback):
+            self._cancel_timer(part)
+            self._timers[part] = self.loop.call_later(delay_s, callback)
+
+        def _cancel_timer(self, part):
+            timer = self._timers.pop(part, None)
+            if timer is not None:
+                timer.cancel()
+
+        def _close(self):
+            if not self.transport.is_closing():
+                self.transport.close()
 
         def _body_incoming(self):
             return (
@@ -66,34 +75,16 @@ def request_timeout_protocol(header_timeout_s, body_timeout_s=DEFAULT_BODY_TIMEO
                 and not self.cycle.response_complete
             )
 
-        def _cancel_body_timer(self):
-            if self._body_timer is not None:
-                self._body_timer.cancel()
-                self._body_timer = None
-
         def _body_timeout_expired(self):
-            self._body_timer = None
-            if self._body_incoming() and not self.transport.is_closing():
-                self.transport.close()
-
-        def _arm_header_timer(self):
-            self._cancel_header_timer()
-            self._header_timer = self.loop.call_later(
-                header_timeout_s, self._header_timeout_expired
-            )
-
-        def _cancel_header_timer(self):
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            self._timers.pop("body", None)
+            if self._body_incoming():
+                self._close()
 
         def _header_timeout_expired(self):
-            self._header_timer = None
+            self._timers.pop("header", None)
             # A request head arrived: the timer is armed again after its answer.
-            if self.cycle is not None and not self.cycle.response_complete:
-                return
-            if not self.transport.is_closing():
-                self.transport.close()
+            if self.cycle is None or self.cycle.response_complete:
+                self._close()
 
     return RequestTimeoutProtocol
 
