@@ -81,29 +81,26 @@ def test_bad_settings(overrides, message):
     assert message in str(error.value)
 
 
-def test_bad_config_files(tmp_path):
+def test_missing_config_file(tmp_path):
     with pytest.raises(ValueError, match="Config file not found"):
         config.resolve_config({}, tmp_path / "missing.yaml")
-    text_file = tmp_path / "settings.txt"
-    text_file.write_text("epochs: 3")
-    with pytest.raises(ValueError, match=r"must end in \.yaml, \.yml or \.json"):
-        config.resolve_config({}, text_file)
-    listing = tmp_path / "list.yaml"
-    listing.write_text("- 1\n- 2\n")
-    with pytest.raises(ValueError, match="must hold a mapping of settings"):
-        config.resolve_config({}, listing)
-    broken = tmp_path / "broken.json"
-    broken.write_text("{epochs: ")
-    with pytest.raises(ValueError, match="Cannot parse config file"):
-        config.resolve_config({}, broken)
-    broken_yaml = tmp_path / "broken.yaml"
-    broken_yaml.write_text("epochs: [3\n")
-    with pytest.raises(ValueError, match="Cannot parse config file"):
-        config.resolve_config({}, broken_yaml)
-    unknown = tmp_path / "unknown.yaml"
-    unknown.write_text("epochz: 3\n")
-    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['epochz'\] in config file"):
-        config.resolve_config({}, unknown)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("settings.txt", "epochs: 3", r"must end in \.yaml, \.yml or \.json"),
+        ("list.yaml", "- 1\n- 2\n", "must hold a mapping of settings"),
+        ("broken.json", "{epochs: ", "Cannot parse config file"),
+        ("broken.yaml", "epochs: [3\n", "Cannot parse config file"),
+        ("unknown.yaml", "epochz: 3\n", r"Unknown setting\(s\) \['epochz'\] in config file"),
+    ],
+)
+def test_bad_config_files(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        config.resolve_config({}, path)
 
 
 def test_mixed_precision_true_false_of_older_files_are_policies():
