@@ -27,6 +27,37 @@ VOLUME_CASES = list(itertools.product(("nearest", "bilinear"), PADDING_MODES, (F
 IMPLEMENTATIONS = ("native", "keras_ops") if BACKEND == "torch" else ("keras_ops",)
 
 
+def in_graph(function):
+    """``function(images, grid, *settings)`` run inside ``tf.function``s.
+
+    One traced function per setting, so repeated calls reuse its trace.
+    """
+    import tensorflow as tf
+
+    traced = {}
+
+    def call(images, grid, *settings, **named):
+        key = (settings, tuple(sorted(named.items())))
+        if key not in traced:
+            traced[key] = tf.function(
+                lambda i, g: function(i, g, *settings, **named), autograph=False
+            )
+        return traced[key](images, grid)
+
+    return call
+
+
+@pytest.fixture
+def compiled_graph(monkeypatch):
+    """In a graph (model.fit, predict, tf.function) TensorFlow runs the
+    sampler as compiled stages with gradients of their own: a code path of
+    its own, held to torch here on the cases training uses and one of each
+    other mode (compiling each case takes seconds)."""
+    if BACKEND != "tensorflow":
+        pytest.skip("compiled sampler stages exist on TensorFlow only")
+    monkeypatch.setattr(stn_ops, "grid_sample", in_graph(stn_ops.grid_sample))
+
+
 @pytest.fixture(params=IMPLEMENTATIONS)
 def implementation(request, monkeypatch):
     """Runs the test on each sampler code path of the backend."""
@@ -106,6 +137,46 @@ def test_images_match_torch(implementation, mode, padding_mode, align_corners):
 def test_volumes_match_torch(implementation, mode, padding_mode, align_corners):
     images, grid, weights = random_case(2, (2, 5, 4, 6, 2), (2, 3, 4, 5, 3))
     check_against_torch(images, grid, weights, mode, padding_mode, align_corners)
+
+
+@pytest.mark.parametrize(
+    "images_shape,grid_shape,mode,padding_mode,align_corners",
+    [((2, 7, 9, 3), (2, 5, 6, 2), "bilinear", padding_mode, align_corners)
+     for padding_mode in PADDING_MODES for align_corners in (False, True)]
+    + [
+        ((2, 7, 9, 3), (2, 5, 6, 2), "nearest", "reflection", False),
+        ((2, 7, 9, 3), (2, 5, 6, 2), "bicubic", "border", True),
+        ((2, 5, 4, 6, 2), (2, 3, 4, 5, 3), "bilinear", "zeros", False),
+        ((2, 5, 4, 6, 2), (2, 3, 4, 5, 3), "nearest", "border", True),
+    ],
+)
+def test_compiled_graph_matches_torch(
+    compiled_graph, images_shape, grid_shape, mode, padding_mode, align_corners
+):
+    images, grid, weights = random_case(1, images_shape, grid_shape)
+    check_against_torch(images, grid, weights, mode, padding_mode, align_corners)
+
+
+def test_compiled_graph_turns_off_for_exports():
+    """``stage_compilation(False)`` traces plain ops (no XLA-compiled calls)."""
+    if BACKEND != "tensorflow":
+        pytest.skip("compiled sampler stages exist on TensorFlow only")
+    import tensorflow as tf
+
+    images, grid, _ = random_case(2, (2, 6, 5, 1), (2, 4, 4, 2))
+
+    def traced_call_ops(enabled):
+        with sampling.stage_compilation(enabled):
+            function = tf.function(lambda i, g: stn_ops.grid_sample(i, g)).get_concrete_function(
+                tf.TensorSpec((None, 6, 5, 1)), tf.TensorSpec((None, 4, 4, 2))
+            )
+        return [op.type for op in function.graph.get_operations() if "PartitionedCall" in op.type]
+
+    assert traced_call_ops(True)
+    assert traced_call_ops(False) == []
+    with sampling.stage_compilation(False):
+        plain = numpy(in_graph(stn_ops.grid_sample)(images, grid))
+    np.testing.assert_allclose(plain, numpy(in_graph(stn_ops.grid_sample)(images, grid)), atol=1e-6)
 
 
 def test_nearest_rounds_half_to_even_as_torch(implementation):
@@ -229,10 +300,8 @@ SECOND_ORDER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("images_shape,mode,padding_mode,align_corners", SECOND_ORDER_CASES)
-def test_second_order_gradients_match_torch_and_finite_differences(
-    implementation, images_shape, mode, padding_mode, align_corners
-):
+def second_order_case(images_shape, padding_mode, align_corners):
+    """Images, grid, weights and a direction for the second-order tests."""
     rng = np.random.default_rng(9)
     spatial_rank = len(images_shape) - 2
     images = rng.normal(size=images_shape).astype("float32")
@@ -250,6 +319,15 @@ def test_second_order_gradients_match_torch_and_finite_differences(
     grid = grid.astype("float32")
     weights = rng.normal(size=(*grid_shape[:-1], images_shape[-1])).astype("float32")
     direction = rng.normal(size=grid_shape).astype("float32")
+    return rng, images, grid, weights, direction
+
+
+def check_second_order_against_torch(images_shape, mode, padding_mode, align_corners):
+    """Returns what the finite-difference check needs: the weighted loss,
+    the case's arrays and the library's second-order grid gradient."""
+    rng, images, grid, weights, direction = second_order_case(
+        images_shape, padding_mode, align_corners
+    )
 
     def function(images, grid):
         sampled = stn_ops.grid_sample(images, grid, mode, padding_mode, align_corners, "channels_last")
@@ -270,6 +348,16 @@ def test_second_order_gradients_match_torch_and_finite_differences(
         images_second, channels_last(torch_images_second.numpy()), rtol=1e-5, atol=1e-4
     )
     np.testing.assert_allclose(grid_second, torch_grid_second.numpy(), rtol=1e-4, atol=1e-3)
+    return function, rng, images, grid, direction, grid_second
+
+
+@pytest.mark.parametrize("images_shape,mode,padding_mode,align_corners", SECOND_ORDER_CASES)
+def test_second_order_gradients_match_torch_and_finite_differences(
+    implementation, images_shape, mode, padding_mode, align_corners
+):
+    function, rng, images, grid, direction, grid_second = check_second_order_against_torch(
+        images_shape, mode, padding_mode, align_corners
+    )
 
     # The grid part, against central differences of the first gradient.
     def directional_first(grid):
@@ -285,6 +373,16 @@ def test_second_order_gradients_match_torch_and_finite_differences(
         minus[index] -= step
         difference = (directional_first(plus) - directional_first(minus)) / (2 * step)
         np.testing.assert_allclose(grid_second[index], difference, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    "images_shape,mode,padding_mode,align_corners",
+    SECOND_ORDER_CASES[:2],
+)
+def test_compiled_graph_second_order_gradients_match_torch(
+    compiled_graph, images_shape, mode, padding_mode, align_corners
+):
+    check_second_order_against_torch(images_shape, mode, padding_mode, align_corners)
 
 
 def test_grids_do_not_use_reduced_precision_matmuls(monkeypatch):

@@ -148,19 +148,37 @@ def _is_floating(dtype):
 
 
 def _apply_homogeneous(theta_matrix, output_size, align_corners):
-    """``(B, rows, n + 1)`` matrices applied to the lattice -> ``(B, P, rows)``."""
-    lattice = base_grid(output_size, align_corners)
-    # Written out rather than as a (P, n + 1) x (B, n + 1, rows) matmul: XLA
-    # fuses this into one pass, about 3x faster than its batched tiny
-    # matmul, and no reduced-precision matmul can round it.
+    """``(B, rows, n + 1)`` matrices applied to the lattice -> ``(B, *output_size, rows)``.
+
+    The lattice is separable: its x coordinate varies along the width only,
+    y along the height, z along the depth. So each column of the matrix
+    multiplies one short axis of coordinates, and broadcasting the terms
+    together builds the grid in two full-size additions. Written out rather
+    than as a matmul: no reduced-precision matmul can round it, and the sum
+    runs in the order of torch's ``(x, y[, z], 1)`` product.
+    """
+    spatial_rank = len(output_size)
+    rows = theta_matrix.shape[1]
     points = None
-    for axis in range(lattice.shape[1] - 1):
+    for axis in range(spatial_rank):
+        # Coordinate ``axis`` of (x, y[, z]) runs along spatial axis
+        # ``spatial_rank - 1 - axis`` (x along the width, the last one).
+        along = spatial_rank - 1 - axis
+        lattice_shape = [1] * (spatial_rank + 2)
+        lattice_shape[1 + along] = output_size[along]
+        coordinates = _normalised_coordinates(output_size[along], align_corners)
         column = ops.convert_to_tensor(
-            lattice[None, :, axis, None], theta_matrix.dtype
+            coordinates.reshape(lattice_shape), theta_matrix.dtype
         )
-        term = column * theta_matrix[:, None, :, axis]
+        factor = ops.reshape(
+            theta_matrix[:, :, axis], (-1,) + (1,) * spatial_rank + (rows,)
+        )
+        term = column * factor
         points = term if points is None else points + term
-    return points + theta_matrix[:, None, :, -1]
+    translation = ops.reshape(
+        theta_matrix[:, :, -1], (-1,) + (1,) * spatial_rank + (rows,)
+    )
+    return points + translation
 
 
 def _to_grid(points, output_size):
