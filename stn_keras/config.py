@@ -10,6 +10,7 @@ its flags from the same schema.
 import dataclasses
 import functools
 import json
+import sys
 from pathlib import Path
 
 from stn_keras import models
@@ -94,6 +95,31 @@ def _jit_compile(name, value):
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be 'auto' or a bool. Received: {name}={value!r}")
     return value
+
+
+def _verbose(name, value):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2):
+        return value
+    raise ValueError(
+        f"`{name}` must be 'auto', 0, 1 or 2. Received: {name}={value!r}"
+    )
+
+
+def _verbose_flag(text):
+    """``--verbose auto|0|1|2``."""
+    return text if text == "auto" else int(text)
+
+
+def resolve_verbose(verbose, stream=None):
+    """Keras' ``verbose`` for ``verbose="auto"``: the bar on a terminal only.
+
+    On a file or pipe (nohup, CI) the bar would write a carriage-return
+    frame per step; one line per epoch reads better there.
+    """
+    if verbose != "auto":
+        return verbose
+    stream = sys.stdout if stream is None else stream
+    return 1 if stream.isatty() else 2
 
 
 def _distortion(name, value):
@@ -282,7 +308,11 @@ OPTIONS = {
     ),
     "resume": Option(False, "continue the interrupted run in output_dir", check_bool),
     "verbose": Option(
-        1, "Keras progress output: 0 silent, 1 bar, 2 one line/epoch", _at_least(0)
+        "auto",
+        "Keras progress output: 0 silent, 1 bar, 2 one line/epoch; auto: the "
+        "bar on a terminal, one line per epoch when stdout is a file or pipe",
+        _verbose,
+        flag_type=_verbose_flag,
     ),
 }
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}

@@ -310,7 +310,7 @@ def _fit(model, config, train_data, validation_data, first_epoch, callbacks):
             validation_data=validation_data,
             validation_batch_size=config["batch_size"],
             callbacks=callbacks,
-            verbose=config["verbose"],
+            verbose=run_config.resolve_verbose(config["verbose"]),
             # The sequence orders its own batches; Keras' shuffle would
             # reorder them with Python's global RNG, which a resumed run
             # cannot replay.

@@ -59,6 +59,8 @@ def test_every_option_has_a_valid_default_and_help():
         ({"jit_compile": "xla"}, "`jit_compile` must be 'auto' or a bool. Received: jit_compile='xla'"),
         ({"model": "cnn", "transform": "tps"}, "Model 'cnn' has no spatial transformer"),
         ({"weight_decay": -0.1}, "`weight_decay` must be a finite number >= 0. Received: weight_decay=-0.1"),
+        ({"verbose": 3}, "`verbose` must be 'auto', 0, 1 or 2. Received: verbose=3"),
+        ({"verbose": True}, "`verbose` must be 'auto', 0, 1 or 2. Received: verbose=True"),
         ({"augment": "yes"}, "`augment` must be a bool"),
         (
             {"augmentation_options": {"rotation_range": [-5, 5]}},
@@ -157,3 +159,21 @@ def test_augmentation_options_are_kept_as_given():
         {"augment": True, "augmentation_options": {"scale_range": (0.8, 1.2)}}
     )
     assert from_python["augmentation_options"] == {"scale_range": [0.8, 1.2]}
+
+
+class _Stream:
+    def __init__(self, terminal):
+        self.terminal = terminal
+
+    def isatty(self):
+        return self.terminal
+
+
+@pytest.mark.parametrize(
+    "verbose, terminal, expected",
+    [("auto", True, 1), ("auto", False, 2), (0, True, 0), (1, False, 1), (2, True, 2)],
+)
+def test_auto_verbose_draws_the_bar_on_terminals_only(verbose, terminal, expected):
+    # A log file gets one line per epoch, not a carriage-return frame per step.
+    assert config.resolve_verbose(verbose, _Stream(terminal)) == expected
+    assert config.resolve_config({"verbose": verbose})["verbose"] == verbose
