@@ -19,7 +19,7 @@ ALLOWED = {
     "ops": {"validation"},
     "layers": {"ops", "validation"},
     "models": {"layers", "ops", "validation"},
-    "data": {"ops", "validation"},
+    "data": {"ops", "validation", "files"},
     "visualization": {"ops"},
     "callbacks": {"models", "visualization", "validation", "files", "runtime"},
     "export": {"models", "layers", "run_dir", "runtime", "validation", "files"},
