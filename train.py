@@ -116,6 +116,8 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         # Missing data raises the data layer's FileNotFoundError: shown as is.
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except training.TrainingFailed as failure:
+        parser.exit(1, f"{parser.prog}: error: {failure}\n")
     except training.TrainingInterrupted as interruption:
         number = getattr(signal, str(interruption), signal.SIGINT)
         return 128 + int(number)

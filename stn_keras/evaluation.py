@@ -10,15 +10,13 @@ through its ``spatial_transforms`` signature and transformer metadata).
 
 import csv
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
 
-import keras
 import numpy as np
 
-import stn_keras  # noqa: F401  (registers the layers for load_model)
+import stn_keras  # noqa: F401  (registers the layers for load_model_file)
 from stn_keras import config as run_config
 from stn_keras import models
 from stn_keras import visualization
@@ -26,8 +24,10 @@ from stn_keras.data import as_float_images
 from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.export.names import TRANSFORMERS_METADATA
 from stn_keras.export.names import TRANSFORMS_SIGNATURE
+from stn_keras.files import file_sha256
 from stn_keras.files import write_directory_atomically
 from stn_keras.run_dir import RunDirectory
+from stn_keras.saving import load_model_file
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +64,6 @@ class TransformerView:
     theta: np.ndarray
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _batched(function, batch_size):
     def predict(images):
         outputs = [
@@ -96,20 +88,12 @@ def load_trained_model(path, batch_size=256):
         raise ValueError(f"Model not found. Received: model path='{path}'")
     if path.is_dir():
         return _load_saved_model(path, batch_size)
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as error:
-        raise ValueError(
-            f"Cannot load model file '{path}': it is not a valid .keras file "
-            f"(corrupt, truncated or another format; {type(error).__name__}: "
-            f"{error}). Pass the model.keras of a finished run or a "
-            "saved_model/ directory."
-        ) from error
+    model = load_model_file(path)
     identity = {
         "path": str(path),
         "format": "keras",
         "name": model.name,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "num_parameters": model.count_params(),
     }
     return TrainedModel(
@@ -157,7 +141,7 @@ def _load_saved_model(path, batch_size):
     identity = {
         "path": str(path),
         "format": "saved_model",
-        "sha256": _sha256(path / "saved_model.pb"),
+        "sha256": file_sha256(path / "saved_model.pb"),
     }
     input_shape = tuple(input_spec.shape[1:])
     return TrainedModel(

@@ -8,6 +8,7 @@ never half of one.
 """
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -39,19 +40,39 @@ def give_default_permissions(path):
     return path
 
 
+def file_sha256(path, chunk_bytes=1 << 20):
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _flush_to_disk(path):
+    with open(path, "rb+") as file:
+        os.fsync(file.fileno())
+
+
 def write_file_atomically(path, write):
     """Runs ``write(partial_path)`` beside ``path``, then renames it into place.
 
-    Returns what ``write`` returned. The partial file is removed if
-    ``write`` fails or is interrupted.
+    The partial file keeps all of ``path``'s suffixes (``.weights.h5``,
+    ``.npz``), which some writers insist on, and is flushed to disk before
+    the rename. Returns what ``write`` returned. The partial file is removed
+    if ``write`` fails or is interrupted.
     """
     path = Path(path)
+    suffix = "".join(path.suffixes)
     descriptor, partial = tempfile.mkstemp(
-        prefix=f".{path.stem}.partial-", suffix=path.suffix, dir=path.parent
+        prefix=f".{path.name[: len(path.name) - len(suffix)]}.partial-",
+        suffix=suffix,
+        dir=path.parent,
     )
     os.close(descriptor)
     try:
         result = write(partial)
+        _flush_to_disk(partial)
         give_default_permissions(partial)
         os.replace(partial, path)
     except BaseException:
@@ -63,13 +84,7 @@ def write_file_atomically(path, write):
 def write_text_atomically(path, text):
     """Writes ``text`` to ``path`` (flushed to disk) through a rename."""
 
-    def write(partial):
-        with open(partial, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-
-    write_file_atomically(path, write)
+    write_file_atomically(path, lambda partial: Path(partial).write_text(text))
     return Path(path)
 
 

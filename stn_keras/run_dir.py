@@ -4,7 +4,8 @@ A run directory receives ``config.json`` (settings, library versions, the
 data's identity, the device), ``history.csv`` (one row per finished epoch),
 ``model.keras`` (the best epoch by validation accuracy), ``saved_model/``,
 TensorBoard logs in ``logs/``, ``evaluation/`` and, while training, a
-crash-safe ``backup/`` that a resumed run continues from.
+crash-safe ``backup/`` that a resumed run continues from. The names of these
+files live here; the callbacks that write them import them.
 """
 
 import csv
@@ -13,8 +14,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from stn_keras.callbacks.atomic_backup_and_restore import STATE_FILE
 from stn_keras.files import write_text_atomically
+
+# The backup's index: which weights files are whole, and the epoch of each.
+BACKUP_STATE_FILE = "state.json"
+# The key of config.json that holds the data set's class names, in order.
+CLASS_NAMES_KEY = "class_names"
 
 
 class RunDirectory:
@@ -36,7 +41,7 @@ class RunDirectory:
 
     def has_backup(self):
         """Whether an interrupted run left a committed epoch to resume from."""
-        return (self.backup_path / STATE_FILE).is_file()
+        return (self.backup_path / BACKUP_STATE_FILE).is_file()
 
     def is_finished(self):
         """Whether a run completed here.
@@ -57,14 +62,40 @@ class RunDirectory:
         """Records in ``config.json`` that the run completed."""
         self.write_config({**self._read_record(), "finished": True})
 
+    def mark_failed(self, reason):
+        """Records in ``config.json`` that the run failed, and why."""
+        self.write_config({**self._read_record(), "finished": False, "failure": reason})
+
+    def failure(self):
+        """Why the run failed (``config.json``'s ``failure``), or ``None``."""
+        record = self._read_record()
+        return None if record is None else record.get("failure")
+
     def _read_record(self):
         if not self.config_path.is_file():
             return None
-        return json.loads(self.config_path.read_text())
+        try:
+            record = json.loads(self.config_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"'{self.config_path}' is not valid JSON ({error}): it is damaged."
+            ) from error
+        if not isinstance(record, dict):
+            raise ValueError(
+                f"'{self.config_path}' is damaged: it holds a JSON "
+                f"{type(record).__name__}, not the object a run writes."
+            )
+        return record
 
     def check_can_start(self, resume):
         """Raises ValueError when a run cannot start (or resume) here."""
         if resume:
+            failure = self.failure()
+            if failure is not None:
+                raise ValueError(
+                    f"The run in '{self.path}' failed ({failure}); resuming it "
+                    "would fail again. Start it afresh in another --output-dir."
+                )
             if not self.has_backup():
                 reason = (
                     "the run finished"
@@ -113,14 +144,32 @@ class RunDirectory:
         """The settings this run was started with (``config.json``'s ``config``).
 
         Raises:
-            ValueError: there is no ``config.json`` (nothing was started here).
+            ValueError: there is no ``config.json`` (nothing was started here),
+                or it is damaged.
         """
-        if not self.config_path.is_file():
+        return self._required_key("config", dict)
+
+    def read_class_names(self):
+        """The class names of the run's data set, in the order of its outputs.
+
+        Raises:
+            ValueError: there is no ``config.json`` or it has no class names.
+        """
+        return self._required_key(CLASS_NAMES_KEY, list)
+
+    def _required_key(self, key, kind):
+        record = self._read_record()
+        if record is None:
             raise ValueError(
                 f"'{self.config_path}' does not exist: no run was started in "
                 f"'{self.path}'. Start the run without --resume."
             )
-        return self._read_record()["config"]
+        if not isinstance(record.get(key), kind):
+            raise ValueError(
+                f"'{self.config_path}' has no {key!r} {kind.__name__}: it was "
+                "not written by a training run."
+            )
+        return record[key]
 
     def read_history(self):
         """The rows of ``history.csv`` as dicts of floats (``epoch`` an int).
@@ -138,15 +187,34 @@ class RunDirectory:
         A run killed after writing an epoch's row but before committing its
         backup redoes that epoch on resume; this drops the stale row first.
         Returns the rows kept, as :meth:`read_history` gives them.
+
+        Raises:
+            ValueError: ``history.csv`` does not hold one row for each of
+                epochs ``0 .. num_epochs - 1`` in order (it belongs to
+                another run, or was edited), naming the file.
         """
         if not self.history_path.is_file():
+            if num_epochs:
+                raise self._history_mismatch(num_epochs, "it does not exist")
             return []
-        # CSVLogger writes the epoch first on every row.
         header, *body = self.history_path.read_text().splitlines(keepends=True)
-        kept = [line for line in body if int(line.split(",", 1)[0]) < num_epochs]
-        if len(kept) != len(body):
-            write_text_atomically(self.history_path, "".join([header, *kept]))
-        return _parse_history([header, *kept])
+        try:
+            rows = _parse_history([header, *body])
+        except (ValueError, KeyError) as error:
+            raise self._history_mismatch(num_epochs, f"it is unreadable ({error})") from error
+        epochs = [row["epoch"] for row in rows]
+        if epochs != list(range(len(rows))) or len(rows) < num_epochs:
+            raise self._history_mismatch(num_epochs, f"its rows are of epochs {epochs}")
+        if len(rows) > num_epochs:
+            write_text_atomically(self.history_path, "".join([header, *body[:num_epochs]]))
+        return rows[:num_epochs]
+
+    def _history_mismatch(self, num_epochs, problem):
+        return ValueError(
+            f"'{self.history_path}' does not match the backup, which holds "
+            f"{num_epochs} finished epoch(s): {problem}. "
+            "The run cannot be resumed; start it afresh in another --output-dir."
+        )
 
 
 def _parse_history(lines):
@@ -157,6 +225,8 @@ def _parse_history(lines):
 
 
 def _history_value(key, text):
+    if key is None or text is None:
+        raise ValueError("a row has a different number of fields than the header")
     if key == "epoch":
         return int(text)
     return None if text in ("", "NA") else float(text)

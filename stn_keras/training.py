@@ -22,11 +22,14 @@ from stn_keras import models
 from stn_keras import runtime
 from stn_keras.callbacks import AtomicBackupAndRestore
 from stn_keras.callbacks import BestModelCheckpoint
+from stn_keras.callbacks import NonFiniteLossError
 from stn_keras.callbacks import ResumableEarlyStopping
+from stn_keras.callbacks import StopOnNonFiniteLoss
 from stn_keras.callbacks import TransformerImages
 from stn_keras.callbacks import tensorboard_available
 from stn_keras.data import as_float_images
 from stn_keras.data import make_pipeline
+from stn_keras.run_dir import CLASS_NAMES_KEY
 from stn_keras.run_dir import RunDirectory
 from stn_keras.run_dir import best_epoch
 
@@ -35,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Raised by the SIGINT/SIGTERM handler to stop ``model.fit`` at once."""
+
+
+class TrainingFailed(RuntimeError):
+    """Raised when training broke down (a non-finite loss): the run is
+    recorded as failed in its ``config.json`` and not exported."""
 
 
 def _raise_interrupted(signal_number, frame):
@@ -211,7 +219,7 @@ def run_record(config, dataset, model, policy, devices, distribution):
         "data": dataset.source,
         "image_shape": list(dataset.image_shape),
         "num_classes": dataset.num_classes,
-        "class_names": list(dataset.class_names),
+        CLASS_NAMES_KEY: list(dataset.class_names),
         "num_parameters": model.count_params(),
         "mixed_precision_policy": policy,
         "device": devices.as_record(),
@@ -240,12 +248,14 @@ def _tensorboard_callbacks(config, run_dir, model, dataset):
 
 
 def make_callbacks(config, run_dir, model, dataset, monitor, history_rows, backup, extra):
-    """The run's callbacks; ``backup`` last, after ``extra``.
+    """The run's callbacks; the non-finite loss check first, ``backup`` last.
 
-    The backup commits last, so an epoch is either fully recorded (history
-    row, best model, backup) or redone on resume.
+    An epoch whose loss is not finite stops the run before anything records
+    it. The backup commits last, so an epoch is either fully recorded
+    (history row, best model, backup) or redone on resume.
     """
     callbacks = [
+        StopOnNonFiniteLoss(),
         BestModelCheckpoint(
             run_dir.model_path,
             monitor=monitor,
@@ -375,6 +385,13 @@ def plan_run(config, dataset=None):
     devices = runtime.describe_devices()
     backup = AtomicBackupAndRestore(run_dir.backup_path)
     first_epoch = backup.initial_epoch() if config["resume"] else 0
+    if first_epoch > config["epochs"]:
+        raise ValueError(
+            f"'{backup.state_path}' says {first_epoch} epochs are finished, but "
+            f"the run has {config['epochs']} (its {run_dir.config_path.name}): the "
+            "backup does not belong to this run. Start the run afresh in another "
+            "--output-dir."
+        )
     train_data = training_batches(config, dataset, first_epoch, distribution.num_replicas)
     run_dir.check_writable()
     return RunPlan(
@@ -450,6 +467,9 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
             written or already holds a run.
         TrainingInterrupted: on SIGINT/SIGTERM; the last finished epoch
             stays in ``backup/`` and ``resume=True`` continues from it.
+        TrainingFailed: the loss became NaN or infinite; ``config.json``
+            records the failure, nothing is exported, and ``backup/`` keeps
+            the last finished epoch.
     """
     plan = plan_run(resolve_run_config(settings, config_path), dataset)
     logger.info("Training on %s, policy %s", plan.devices.describe(), plan.policy)
@@ -464,11 +484,20 @@ def train(settings=None, dataset=None, callbacks=None, config_path=None):
         logger.warning(
             "Training interrupted; %d finished epoch(s) are backed up in '%s'. "
             "Continue with: python train.py --output-dir %s --resume",
-            plan.backup.initial_epoch(),
+            plan.backup.backed_up_epochs,
             plan.run_dir.backup_path,
             plan.run_dir.path,
         )
         raise
+    except NonFiniteLossError as error:
+        reason = str(error)
+        plan.run_dir.mark_failed(reason)
+        raise TrainingFailed(
+            f"Training failed: {reason}. The run in '{plan.run_dir.path}' is "
+            f"recorded as failed in its {plan.run_dir.config_path.name} and was "
+            "not exported. Start it afresh in another --output-dir, for "
+            "example with a lower --learning-rate."
+        ) from error
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     wall_time = time.perf_counter() - start

@@ -1,10 +1,20 @@
-"""Training callbacks: the atomically replaced best model."""
+"""Training callbacks: verified backups, the atomically replaced best model,
+resumable early stopping, the non-finite loss stop."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from stn_keras.callbacks import AtomicBackupAndRestore
+from stn_keras.callbacks import BackupError
 from stn_keras.callbacks import BestModelCheckpoint
+from stn_keras.callbacks import NonFiniteLossError
+from stn_keras.callbacks import StopOnNonFiniteLoss
 from stn_keras.callbacks import ResumableEarlyStopping
 
 
@@ -90,3 +100,105 @@ def test_early_stopping_resumed_mid_run_stops_where_the_whole_run_would():
     assert resumed == whole
     forgetful = stopping_epoch(keras.callbacks.EarlyStopping(**settings), values, first_epoch=3)
     assert forgetful is None  # Keras' own callback waits 3 epochs afresh
+
+
+def backed_up_run(backup_dir, values=(1.0, 2.0, 3.0)):
+    """Backs up one epoch per weight in ``values``; returns the compiled model."""
+    model = small_model(0.0)
+    model.compile(optimizer="sgd", loss="mse")
+    backup = AtomicBackupAndRestore(backup_dir)
+    backup.set_model(model)
+    for epoch, value in enumerate(values):
+        model.get_layer("dense").set_weights([np.full((2, 1), value, "float32"), np.zeros(1)])
+        backup.on_epoch_end(epoch, {"loss": 0.5})
+    return model
+
+
+def resumed(backup_dir):
+    """``(initial epoch, restored weight)`` of a fresh callback on ``backup_dir``."""
+    model = small_model(0.0)
+    model.compile(optimizer="sgd", loss="mse")
+    backup = AtomicBackupAndRestore(backup_dir)
+    backup.set_model(model)
+    epoch = backup.initial_epoch()
+    backup.on_train_begin()
+    return epoch, float(model.get_layer("dense").get_weights()[0][0, 0])
+
+
+def test_backups_record_their_checksums_and_the_last_two_are_kept(tmp_path):
+    backed_up_run(tmp_path)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert [entry["epoch"] for entry in state["backups"]] == [3, 2]
+    for entry in state["backups"]:
+        digest = hashlib.sha256((tmp_path / entry["weights"]).read_bytes()).hexdigest()
+        assert entry["sha256"] == digest
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "epoch-00002.weights.h5", "epoch-00003.weights.h5", "state.json"
+    ]
+    assert resumed(tmp_path) == (3, 3.0)
+
+
+def _flip(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(255 - byte for byte in data[len(data) // 2 : len(data) // 2 + 64])
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [_flip, _truncate, _empty, Path.unlink])
+def test_a_damaged_backup_is_refused_and_the_previous_one_used(tmp_path, damage, caplog):
+    backed_up_run(tmp_path)
+    newest = tmp_path / "epoch-00003.weights.h5"
+    damage(newest)
+    with caplog.at_level("WARNING"):
+        assert resumed(tmp_path) == (2, 2.0)
+    assert f"Refusing a backup: '{newest}' is" in caplog.text
+    assert f"Resuming from the previous one instead, epoch 2 ('{tmp_path / 'epoch-00002.weights.h5'}')" in caplog.text
+    assert caplog.text.count("Refusing a backup") == 1
+
+
+def test_when_no_backup_is_whole_the_error_names_every_file(tmp_path):
+    backed_up_run(tmp_path)
+    _flip(tmp_path / "epoch-00003.weights.h5")
+    _empty(tmp_path / "epoch-00002.weights.h5")
+    with pytest.raises(BackupError) as error:
+        resumed(tmp_path)
+    assert str(error.value) == (
+        f"No backup in '{tmp_path}' can be trusted: '{tmp_path / 'epoch-00003.weights.h5'}' is "
+        "damaged (its sha256 differs from the one recorded in state.json: truncated or altered); "
+        f"'{tmp_path / 'epoch-00002.weights.h5'}' is empty. Start the run afresh in another "
+        "--output-dir."
+    )
+
+
+@pytest.mark.parametrize("text", ['{"backups": [{"epoch": 3', '{"backups": [{"epoch": 3}]}', "[]"])
+def test_a_damaged_backup_index_is_named(tmp_path, text):
+    backed_up_run(tmp_path)
+    (tmp_path / "state.json").write_text(text)
+    with pytest.raises(BackupError, match=re.escape(f"The backup index '{tmp_path / 'state.json'}' is damaged (")):
+        resumed(tmp_path)
+
+
+def test_a_backup_from_before_checksums_resumes_unverified(tmp_path, caplog):
+    backed_up_run(tmp_path)
+    entry = json.loads((tmp_path / "state.json").read_text())["backups"][0]
+    del entry["sha256"]
+    (tmp_path / "state.json").write_text(json.dumps(entry))
+    with caplog.at_level("WARNING"):
+        assert resumed(tmp_path) == (3, 3.0)
+    assert "predates backup checksums: resuming from it unverified" in caplog.text
+
+
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_a_non_finite_epoch_loss_stops_the_run(loss):
+    callback = StopOnNonFiniteLoss()
+    callback.on_epoch_end(0, {"loss": 0.3})
+    with pytest.raises(NonFiniteLossError, match=f"^the training loss became {loss} in epoch 2$"):
+        callback.on_epoch_end(1, {"loss": np.float32(loss)})

@@ -13,6 +13,7 @@ import evaluate
 import train
 from stn_keras import config as run_config
 from stn_keras import training
+from tests.data_fixtures import write_mnist_like
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,12 +103,59 @@ def test_evaluate_bad_arguments(argv, message, capsys):
     assert message in err
 
 
-def test_evaluate_corrupt_model_file(tmp_path, capsys):
-    corrupt = tmp_path / "model.keras"
-    corrupt.write_bytes(b"\x00" * 100)
-    code, _, err = run(evaluate.main, ["--model", str(corrupt)], capsys)
+def small_keras_file(path):
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda data: b"\x00" * 100, "it is not a complete .keras (zip) archive (100 bytes: truncated, or another kind of file)"),
+        (lambda data: data[: len(data) // 2], "it is not a complete .keras (zip) archive ("),
+        (lambda data: b"", "it is empty (0 bytes)"),
+        (
+            lambda data: data[:30000] + bytes(255 - byte for byte in data[30000:30064]) + data[30064:],
+            "its member 'model.weights.h5' fails its CRC-32 check (flipped bytes)",
+        ),
+    ],
+    ids=["zeros", "truncated", "empty", "flipped bytes"],
+)
+def test_evaluate_damaged_model_file(tmp_path, capsys, damage, problem):
+    path = small_keras_file(tmp_path / "model.keras")
+    path.write_bytes(damage(path.read_bytes()))
+    code, _, err = run(evaluate.main, ["--model", str(path)], capsys)
     assert code == 2
-    assert f"Cannot load model file '{corrupt}': it is not a valid .keras file" in err
+    assert err.startswith(f"evaluate.py: error: Cannot load model file '{path}': the file is damaged: {problem}")
+    assert err.endswith("Save or export the model again, or use an undamaged copy.\n")
+    assert "File not found" not in err and err.count("\n") == 1
+
+
+def test_train_failure_is_one_line_and_exit_code_1(tmp_path, capsys, monkeypatch):
+    def failing(settings, config_path=None):
+        raise training.TrainingFailed("Training failed: the training loss became nan in epoch 2. ...")
+
+    monkeypatch.setattr(training, "train", failing)
+    code, _, err = run(train.main, ["--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 1
+    assert err == "train.py: error: Training failed: the training loss became nan in epoch 2. ...\n"
+
+
+def test_damaged_data_files_are_one_line_errors_of_train_and_evaluate(tmp_path, capsys):
+    write_mnist_like(tmp_path / "mnist")
+    damaged = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:20])
+    model = small_keras_file(tmp_path / "model.keras")
+    for main, argv in [
+        (train.main, ["--dataset", "mnist", "--output-dir", str(tmp_path / "run")]),
+        (evaluate.main, ["--model", str(model), "--dataset", "mnist"]),
+    ]:
+        code, _, err = run(main, [*argv, "--data-dir", str(tmp_path)], capsys)
+        assert code == 2
+        assert f"error: IDX file {damaged} is a corrupt or truncated gzip archive" in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_then_evaluate_on_digits(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """load_dataset, data-dir resolution and downloads, on generated fixtures."""
 
+import gzip
 import hashlib
 import json
 import os
@@ -13,6 +14,8 @@ from stn_keras.data import MissingDataError
 from stn_keras.data import load_dataset
 from stn_keras.data import paths
 from stn_keras.data import resolve_data_dir
+from stn_keras.data.__main__ import main as data_command_line
+from stn_keras.data.idx import IdxFormatError
 from tests.data_fixtures import write_mnist_like
 
 
@@ -181,3 +184,41 @@ def test_real_mnist():
 def test_a_validation_fraction_that_leaves_no_training_image_is_refused():
     with pytest.raises(ValueError, match="that leaves at least one of the 1437 training images"):
         load_dataset("digits", val_size=0.9999)
+
+
+def _truncated(data):
+    return data[: len(data) // 2], "is a corrupt or truncated gzip archive (Compressed file ended"
+
+
+def _crc_flipped(data):
+    # The gzip trailer: CRC-32 of the contents, then their size.
+    return data[:-8] + bytes(255 - byte for byte in data[-8:-4]) + data[-4:], (
+        "is a corrupt or truncated gzip archive (CRC check failed"
+    )
+
+
+def _bad_magic(data):
+    contents = bytearray(gzip.decompress(data))
+    contents[2] = 0x0D  # float32 instead of unsigned bytes
+    return gzip.compress(bytes(contents)), "has magic number 3331, which is not an unsigned-byte IDX header"
+
+
+@pytest.mark.parametrize("damage", [_truncated, _crc_flipped, _bad_magic], ids=["truncated", "crc", "magic"])
+def test_a_damaged_mnist_file_is_named_with_what_to_do(tmp_path, damage, capsys):
+    write_mnist_like(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    data, problem = damage(path.read_bytes())
+    path.write_bytes(data)
+    advice = (
+        "Replace it with an undamaged copy, or delete it and run again with --download "
+        "to fetch it from https://ossci-datasets.s3.amazonaws.com/mnist/."
+    )
+    with pytest.raises(IdxFormatError) as error:
+        load_dataset("mnist", data_dir=tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"IDX file {path} {problem}") and message.endswith(advice)
+    with pytest.raises(SystemExit) as exit_info:
+        data_command_line(["preview", "--dataset", "mnist", "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"python -m stn_keras.data: error: {message}\n"

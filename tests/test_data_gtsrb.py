@@ -3,6 +3,7 @@
 import logging
 import os
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from stn_keras.data import MissingDataError
 from stn_keras.data import load_dataset
 from stn_keras.data import gtsrb
+from stn_keras.data.__main__ import main as data_command_line
 from stn_keras.data.ppm import PpmFormatError
 from stn_keras.data.ppm import decode_ppm
 from tests.data_fixtures import GTSRB_COLUMNS
@@ -231,3 +233,47 @@ def test_test_split_problems_are_counted_separately(tmp_path):
     np.testing.assert_array_equal(loaded["y_test"], [TEST_IMAGES[0][2], TEST_IMAGES[2][2]])
     with pytest.raises(gtsrb.GtsrbDataError, match="GTSRB training split has 1 problem"):
         gtsrb.load_gtsrb(tmp_path, download=False)
+
+
+def _training_zip(tmp_path):
+    tree = write_gtsrb_tree(tmp_path / "tree", with_test=False)
+    folder = tmp_path / "data" / "gtsrb"
+    folder.mkdir(parents=True)
+    return zip_members(tree, folder / gtsrb.TRAINING_ARCHIVE, "GTSRB/Final_Training")
+
+
+def _truncate(archive):
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    return "it is not a complete zip archive, truncated or overwritten (File is not a zip file)"
+
+
+def _flip_an_image(archive):
+    with zipfile.ZipFile(archive) as opened:
+        member = next(info for info in opened.infolist() if info.filename.endswith(".ppm"))
+    data = bytearray(archive.read_bytes())
+    # A stored member's bytes follow its 30-byte local header, name and extra field.
+    start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    data[start + 20 : start + 28] = bytes(255 - byte for byte in data[start + 20 : start + 28])
+    archive.write_bytes(bytes(data))
+    return f"its member '{member.filename}' cannot be read (Bad CRC-32 for file '{member.filename}')"
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_an_image], ids=["truncated", "flipped bytes"])
+def test_a_damaged_archive_is_named_with_what_to_do_and_nothing_is_cached(tmp_path, damage, capsys):
+    archive = _training_zip(tmp_path)
+    problem = damage(archive)
+    with pytest.raises(gtsrb.GtsrbDataError) as error:
+        gtsrb.load_gtsrb(tmp_path / "data", download=False, on_error="skip")
+    with pytest.raises(SystemExit) as exit_info:
+        data_command_line(["preview", "--dataset", "gtsrb", "--data-dir", str(tmp_path / "data")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"python -m stn_keras.data: error: {error.value}\n"
+    assert str(error.value) == (
+        f"Archive '{archive}' is damaged: {problem}. Delete it and download it again from "
+        "https://sid.erda.dk/public/archives/daaeac0d7ce1152aea9b61d9f1e19370/"
+        "GTSRB_Final_Training_Images.zip (the published archive has md5 "
+        "f33fd80ac59bff73c82d25ab499e03a3), or copy an undamaged one over it."
+    )
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not list(cache.iterdir())

@@ -109,7 +109,7 @@ def test_model_saved_under_jax_exports_with_its_class_names(tmp_path):
         ("no config", "No config.json in '{run}': the class names of the SavedModel are read from its 'class_names' key"),
         ("config without class names", "'{run}/config.json' has no 'class_names' list"),
         ("config not JSON", "'{run}/config.json' is not valid JSON"),
-        ("model not a .keras file", "Cannot load '{run}/model.keras'"),
+        ("model not a .keras file", "Cannot load model file '{run}/model.keras': the file is damaged"),
     ],
 )
 def test_command_line_refuses_incomplete_runs_in_one_line(tmp_path, damage, message):

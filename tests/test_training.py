@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +48,11 @@ class SendSignalMidEpoch(keras.callbacks.Callback):
             os.kill(os.getpid(), self.signal_number)
 
 
+def backed_up_epoch(run_dir):
+    """The newest epoch in the run's backup."""
+    return json.loads((run_dir / "backup" / "state.json").read_text())["backups"][0]["epoch"]
+
+
 def tiny_config(run_dir, **overrides):
     return training.resolve_run_config({**TINY, "output_dir": str(run_dir), **overrides})
 
@@ -56,6 +63,17 @@ def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "full"
     result = training.train(tiny_config(run_dir), tiny_dataset())
     return result
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A run stopped by SIGTERM in epoch 3, epochs 1 and 2 backed up."""
+    run_dir = tmp_path_factory.mktemp("runs") / "interrupted"
+    with pytest.raises(training.TrainingInterrupted):
+        training.train(
+            tiny_config(run_dir), tiny_dataset(), callbacks=[SendSignalMidEpoch(signal.SIGTERM)]
+        )
+    return run_dir
 
 
 def test_training_batches_depend_only_on_seed_epoch_and_index():
@@ -115,17 +133,11 @@ def test_run_directory_contents(finished_run):
 
 
 def test_sigterm_keeps_last_epoch_and_resume_gives_the_same_result(
-    tmp_path, finished_run
+    tmp_path, interrupted_run, finished_run
 ):
-    run_dir = tmp_path / "interrupted"
-    with pytest.raises(training.TrainingInterrupted):
-        training.train(
-            tiny_config(run_dir),
-            tiny_dataset(),
-            callbacks=[SendSignalMidEpoch(signal.SIGTERM)],
-        )
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "interrupted")
     state = json.loads((run_dir / "backup" / "state.json").read_text())
-    assert state["epoch"] == 2
+    assert [backup["epoch"] for backup in state["backups"]] == [2, 1]
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
     assert signal.getsignal(signal.SIGTERM) is not training._raise_interrupted
     training.train(tiny_config(run_dir, resume=True), tiny_dataset())
@@ -149,7 +161,8 @@ def test_dropout_resumes_to_the_uninterrupted_result(tmp_path):
             callbacks=[SendSignalMidEpoch(signal.SIGTERM)],
         )
     state = json.loads((run_dir / "backup" / "state.json").read_text())
-    assert len(state["seed_states"]) == 1 and state["seed_states"][0][1] > 0
+    seeds = state["backups"][0]["seed_states"]
+    assert len(seeds) == 1 and seeds[0][1] > 0
     training.train(tiny_config(run_dir, resume=True), tiny_dataset())
     assert (run_dir / "history.csv").read_text() == (full.run_dir / "history.csv").read_text()
 
@@ -180,7 +193,7 @@ def test_killed_subprocess_resumes_to_the_uninterrupted_result(tmp_path, finishe
     )
     completed = run_training_script(script)
     assert completed.returncode == -signal.SIGKILL, completed.stderr[-2000:]
-    assert json.loads((run_dir / "backup" / "state.json").read_text())["epoch"] == 2
+    assert backed_up_epoch(run_dir) == 2
     with pytest.raises(ValueError, match="already holds a run. Pass --resume"):
         training.train(tiny_config(run_dir), tiny_dataset())
     training.train(tiny_config(run_dir, resume=True), tiny_dataset())
@@ -458,7 +471,7 @@ def test_online_distortion_resumes_to_the_uninterrupted_result(tmp_path, online_
             tiny_distorted_dataset(),
             callbacks=[SendSignalMidEpoch(signal.SIGTERM, epoch=1, batch=0)],
         )
-    assert json.loads((run_dir / "backup" / "state.json").read_text())["epoch"] == 1
+    assert backed_up_epoch(run_dir) == 1
     training.train(tiny_config(run_dir, resume=True, **ONLINE), tiny_distorted_dataset())
     assert (run_dir / "history.csv").read_text() == (
         online_run.run_dir / "history.csv"
@@ -482,3 +495,105 @@ def test_without_a_validation_split_the_run_keeps_the_best_training_accuracy(tmp
     assert result.monitor == "accuracy" and result.best_accuracy == pytest.approx(best)
     assert "best accuracy " in result.summary() and "val_accuracy" not in result.summary()
     assert json.loads((result.run_dir / "config.json").read_text())["finished"] is True
+
+
+class PoisonWeightsMidEpoch(keras.callbacks.Callback):
+    """Sets the model's weights to NaN at the start of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch=1):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            for variable in self.model.trainable_variables:
+                variable.assign(np.full(variable.shape, np.nan, "float32"))
+
+
+def test_a_non_finite_loss_fails_the_run_without_recording_or_exporting_it(tmp_path):
+    run_dir = tmp_path / "nan"
+    with pytest.raises(training.TrainingFailed) as failure:
+        training.train(tiny_config(run_dir), tiny_dataset(), callbacks=[PoisonWeightsMidEpoch()])
+    reason = "the training loss became nan in epoch 2"
+    assert str(failure.value) == (
+        f"Training failed: {reason}. The run in '{run_dir}' is recorded as failed in its "
+        "config.json and was not exported. Start it afresh in another --output-dir, for "
+        "example with a lower --learning-rate."
+    )
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["finished"] is False and record["failure"] == reason
+    assert not (run_dir / "saved_model").exists()
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 2  # epoch 1 only
+    assert backed_up_epoch(run_dir) == 1
+    assert not RunDirectory(run_dir).is_finished()
+    with pytest.raises(ValueError, match=re.escape(f"The run in '{run_dir}' failed ({reason})")):
+        training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+
+
+def test_a_damaged_newest_backup_resumes_from_the_previous_one_to_the_same_result(
+    tmp_path, interrupted_run, finished_run, caplog
+):
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    newest = run_dir / "backup" / "epoch-00002.weights.h5"
+    data = bytearray(newest.read_bytes())
+    data[-4096:] = bytes(255 - byte for byte in data[-4096:])
+    newest.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+    assert f"Refusing a backup: '{newest}' is damaged" in caplog.text
+    assert (run_dir / "history.csv").read_text() == (finished_run.run_dir / "history.csv").read_text()
+    full = keras.saving.load_model(finished_run.run_dir / "model.keras")
+    resumed = keras.saving.load_model(run_dir / "model.keras")
+    for expected, actual in zip(full.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(expected, actual)
+
+
+def _set_newest_epoch(run_dir, epoch):
+    path = run_dir / "backup" / "state.json"
+    state = json.loads(path.read_text())
+    state["backups"][0]["epoch"] = epoch
+    path.write_text(json.dumps(state))
+
+
+def _drop_a_history_row(run_dir):
+    path = run_dir / "history.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:1] + lines[2:]))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda run_dir: _set_newest_epoch(run_dir, 99),
+            "'{run}/backup/state.json' says 99 epochs are finished, but the run has 4 "
+            "(its config.json): the backup does not belong to this run. Start the run "
+            "afresh in another --output-dir.",
+        ),
+        (
+            _drop_a_history_row,
+            "'{run}/history.csv' does not match the backup, which holds 2 finished epoch(s): "
+            "its rows are of epochs [1]. The run cannot be resumed; start it afresh in "
+            "another --output-dir.",
+        ),
+        (
+            lambda run_dir: (run_dir / "backup" / "state.json").write_text("{not json"),
+            "The backup index '{run}/backup/state.json' is damaged (JSONDecodeError: ",
+        ),
+        (
+            lambda run_dir: (run_dir / "config.json").write_text("{not json"),
+            "'{run}/config.json' is not valid JSON (",
+        ),
+    ],
+    ids=["epoch beyond the run", "history row missing", "state not JSON", "config not JSON"],
+)
+def test_a_backup_that_disagrees_with_the_run_is_refused_naming_the_file(
+    tmp_path, interrupted_run, damage, message
+):
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    damage(run_dir)
+    history = (run_dir / "history.csv").read_text()
+    with pytest.raises(ValueError) as error:
+        training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+    assert str(error.value).startswith(message.format(run=run_dir)), str(error.value)
+    assert (run_dir / "history.csv").read_text() == history

@@ -34,17 +34,22 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     options = {"crop_to_roi": True} if args.crop_to_roi else {}
-    dataset = load_dataset(
-        args.dataset,
-        distortion=args.distortion,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        image_size=args.image_size,
-        **options,
-    )
+    try:
+        dataset = load_dataset(
+            args.dataset,
+            distortion=args.distortion,
+            data_dir=args.data_dir,
+            seed=args.seed,
+            image_size=args.image_size,
+            **options,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        # The data layer's errors name the file and what to do: shown as is.
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     images, labels = dataset.split(args.split)
     chosen = np.random.default_rng(args.seed).choice(
         len(images), size=min(args.count, len(images)), replace=False

@@ -3,8 +3,23 @@
 import hashlib
 import os
 import zipfile
+import zlib
 
 from stn_keras.data import paths
+
+# What zipfile raises for a truncated archive or a damaged member.
+_ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+class DamagedArchiveError(ValueError):
+    """Raised when a zip archive is truncated or its bytes are damaged.
+
+    ``path`` is the archive; the message names it and what is wrong.
+    """
+
+    def __init__(self, path, problem):
+        super().__init__(f"Archive '{path}' is damaged: {problem}")
+        self.path = path
 
 
 class FileTree:
@@ -12,13 +27,23 @@ class FileTree:
 
     Args:
         location: a ``.zip`` file or a folder.
+
+    Raises:
+        DamagedArchiveError: (here or from :meth:`read`) the zip is
+            truncated or a member fails its CRC-32 check.
     """
 
     def __init__(self, location):
         self.location = os.fspath(location)
         self.is_zip = os.path.isfile(self.location)
         if self.is_zip:
-            self._archive = zipfile.ZipFile(self.location)
+            try:
+                self._archive = zipfile.ZipFile(self.location)
+            except _ZIP_DAMAGE as error:
+                raise DamagedArchiveError(
+                    self.location,
+                    f"it is not a complete zip archive, truncated or overwritten ({error})",
+                ) from error
             self._names = [
                 info.filename
                 for info in self._archive.infolist()
@@ -41,7 +66,12 @@ class FileTree:
     def read(self, name):
         """The bytes of file ``name``."""
         if self._archive is not None:
-            return self._archive.read(name)
+            try:
+                return self._archive.read(name)
+            except _ZIP_DAMAGE as error:
+                raise DamagedArchiveError(
+                    self.location, f"its member {name!r} cannot be read ({error})"
+                ) from error
         with open(os.path.join(self.location, name), "rb") as file:
             return file.read()
 

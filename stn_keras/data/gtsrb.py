@@ -22,9 +22,11 @@ import numpy as np
 from PIL import Image
 
 from stn_keras.data import paths
+from stn_keras.data.file_tree import DamagedArchiveError
 from stn_keras.data.file_tree import FileTree
 from stn_keras.data.ppm import PpmFormatError
 from stn_keras.data.ppm import decode_ppm
+from stn_keras.files import write_file_atomically
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 
@@ -98,7 +100,7 @@ _NAMES_SHOWN = 10
 
 
 class GtsrbDataError(ValueError):
-    """Raised for missing, extra or unreadable GTSRB files."""
+    """Raised for missing, extra or unreadable GTSRB files, or a damaged archive."""
 
 
 def _parse_csv(data, name):
@@ -336,16 +338,11 @@ def _cache_path(key):
 
 
 def _save_cache(path, arrays):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
     try:
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_file_atomically(path, lambda partial: np.savez(partial, **arrays))
     except OSError as error:
         logger.warning("Could not write the GTSRB cache %s: %s", path, error)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def load_gtsrb(
@@ -380,44 +377,20 @@ def load_gtsrb(
     """
     check_choice("on_error", on_error, ON_ERROR_CHOICES)
     image_size = check_int("image_size", image_size, 1)
-    training, test_images, test_csv = _locate(data_dir, require_test, download)
-    files = [training.describe()]
-    if test_csv is not None:
-        files += [test_images.describe(), test_csv[2]]
     options = {"image_size": image_size, "crop_to_roi": bool(crop_to_roi), "on_error": on_error}
-    key = hashlib.sha256(
-        json.dumps([_CACHE_VERSION, files, options], sort_keys=True).encode()
-    ).hexdigest()[:24]
-    cache_path = _cache_path(key)
-    if cache and os.path.isfile(cache_path):
-        logger.info("Reading decoded GTSRB arrays from the cache %s", cache_path)
-        with np.load(cache_path) as stored:
-            arrays = {name: stored[name] for name in stored.files}
-    else:
-        training_problems, test_problems = _Problems(on_error), _Problems(on_error)
-        x_train, y_train, tracks_train = _training_split(
-            training, image_size, crop_to_roi, training_problems
-        )
-        if test_csv is not None:
-            x_test, y_test = _test_split(
-                test_images, test_csv[0], test_csv[1], image_size, crop_to_roi, test_problems
-            )
-        else:
-            x_test = np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
-            y_test = np.zeros((0,), dtype=np.int64)
-        arrays = {
-            "x_train": x_train,
-            "y_train": y_train,
-            "tracks_train": tracks_train,
-            "x_test": x_test,
-            "y_test": y_test,
-            "skipped": np.array([len(training_problems.messages), len(test_problems.messages)]),
-        }
-        if cache:
-            _save_cache(cache_path, arrays)
-    for tree in (training, test_images):
-        if tree is not None:
-            tree.close()
+    try:
+        training, test_images, test_csv = _locate(data_dir, require_test, download)
+        try:
+            files = [training.describe()]
+            if test_csv is not None:
+                files += [test_images.describe(), test_csv[2]]
+            arrays = _cached_or_decoded(training, test_images, test_csv, files, options, cache)
+        finally:
+            for tree in (training, test_images):
+                if tree is not None:
+                    tree.close()
+    except DamagedArchiveError as error:
+        raise GtsrbDataError(f"{error}. {_replace_advice(error.path)}") from error
     skipped = arrays.pop("skipped")
     return {
         **arrays,
@@ -425,3 +398,53 @@ def load_gtsrb(
         "options": options,
         "skipped": {"train": int(skipped[0]), "test": int(skipped[1])},
     }
+
+
+def _replace_advice(archive):
+    name = os.path.basename(archive)
+    if name not in _MD5S:
+        return "Replace it with an undamaged copy."
+    return (
+        f"Delete it and download it again from {_BASE_URL}{name} (the "
+        f"published archive has md5 {_MD5S[name]}), or copy an undamaged one "
+        "over it."
+    )
+
+
+def _cached_or_decoded(training, test_images, test_csv, files, options, cache):
+    """The decoded arrays, from the cache or decoded (and then cached).
+
+    Only a complete decoding is cached: a damaged archive raises first.
+    """
+    key = hashlib.sha256(
+        json.dumps([_CACHE_VERSION, files, options], sort_keys=True).encode()
+    ).hexdigest()[:24]
+    cache_path = _cache_path(key)
+    if cache and os.path.isfile(cache_path):
+        logger.info("Reading decoded GTSRB arrays from the cache %s", cache_path)
+        with np.load(cache_path) as stored:
+            return {name: stored[name] for name in stored.files}
+    image_size, crop_to_roi = options["image_size"], options["crop_to_roi"]
+    training_problems = _Problems(options["on_error"])
+    test_problems = _Problems(options["on_error"])
+    x_train, y_train, tracks_train = _training_split(
+        training, image_size, crop_to_roi, training_problems
+    )
+    if test_csv is not None:
+        x_test, y_test = _test_split(
+            test_images, test_csv[0], test_csv[1], image_size, crop_to_roi, test_problems
+        )
+    else:
+        x_test = np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
+        y_test = np.zeros((0,), dtype=np.int64)
+    arrays = {
+        "x_train": x_train,
+        "y_train": y_train,
+        "tracks_train": tracks_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "skipped": np.array([len(training_problems.messages), len(test_problems.messages)]),
+    }
+    if cache:
+        _save_cache(cache_path, arrays)
+    return arrays

@@ -30,7 +30,7 @@ def _read_bytes(path):
         except (OSError, EOFError, zlib.error) as error:
             raise IdxFormatError(
                 f"IDX file {path} is a corrupt or truncated gzip archive "
-                f"({error}). Delete it and download it again."
+                f"({error})."
             ) from error
     return data
 

@@ -69,8 +69,14 @@ def load_idx_splits(name, data_dir=None, download=None):
         download=download,
     )
     ordered = [located[file] for file in IDX_FILE_NAMES]
-    train = idx.read_idx_pair(ordered[0], ordered[1])
-    test = idx.read_idx_pair(ordered[2], ordered[3])
+    try:
+        train = idx.read_idx_pair(ordered[0], ordered[1])
+        test = idx.read_idx_pair(ordered[2], ordered[3])
+    except idx.IdxFormatError as error:
+        raise idx.IdxFormatError(
+            f"{error} Replace it with an undamaged copy, or delete it and run "
+            f"again with --download to fetch it from {_MIRRORS[name]}."
+        ) from error
     return train, test, [paths.describe_file(path) for path in ordered]
 
 

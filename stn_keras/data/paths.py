@@ -7,14 +7,14 @@ then ``~/.keras/datasets``. Each data set has a folder there (``mnist/``,
 """
 
 import contextlib
-import hashlib
 import logging
 import os
-import shutil
 import socket
-import tempfile
 
 import keras
+
+from stn_keras.files import file_sha256
+from stn_keras.files import write_file_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +50,6 @@ def resolve_cache_dir():
     return os.path.join(base, "stn_keras")
 
 
-def file_sha256(path, chunk_bytes=1 << 20):
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def describe_file(path):
     """JSON-serialisable identity of a file: path, size and sha256."""
     return {
@@ -84,29 +75,28 @@ def download_file(url, destination, md5):
     ``keras.utils.get_file`` verifies the md5 (when given) and raises
     ``ValueError`` on a mismatch.
 
-    The file is fetched into a temporary folder next to ``destination`` and
-    moved into place only once complete and verified, so a failed or
-    interrupted download leaves nothing behind.
+    The file is fetched beside ``destination`` and renamed into place only
+    once complete and verified, so a failed or interrupted download leaves
+    nothing behind.
 
     Raises:
         OSError or ValueError: the download failed or its checksum differs.
     """
-    folder = os.path.dirname(destination)
-    os.makedirs(folder, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".download-", dir=folder)
-    try:
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+
+    def fetch(partial):
         with _socket_timeout(DOWNLOAD_TIMEOUT_SECONDS):
-            fetched = keras.utils.get_file(
-                fname=os.path.basename(destination),
+            keras.utils.get_file(
+                fname=os.path.basename(partial),
                 origin=url,
                 file_hash=md5,
                 hash_algorithm="md5",
-                cache_dir=staging,
+                cache_dir=os.path.dirname(partial),
                 cache_subdir="",
+                force_download=True,
             )
-        os.replace(fetched, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    write_file_atomically(destination, fetch)
     return destination
 
 

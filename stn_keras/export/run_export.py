@@ -5,17 +5,16 @@ writes ``model.keras``; `export_run` (``python -m stn_keras.export RUN_DIR``)
 turns it into ``RUN_DIR/saved_model`` wherever TensorFlow is installed.
 """
 
-import json
 import logging
 
 import keras
 
+from stn_keras.run_dir import CLASS_NAMES_KEY
 from stn_keras.run_dir import RunDirectory
 from stn_keras.runtime import tensorflow_available
+from stn_keras.saving import load_model_file
 
 logger = logging.getLogger(__name__)
-
-CLASS_NAMES_KEY = "class_names"
 
 
 def saved_model_export_available():
@@ -69,12 +68,7 @@ def export_run(run_dir, **options):
         raise ValueError(reason)
     run_dir = RunDirectory(run_dir)
     model_path, class_names = _run_files(run_dir)
-    try:
-        model = keras.saving.load_model(model_path)
-    except Exception as error:
-        raise ValueError(
-            f"Cannot load '{model_path}': {type(error).__name__}: {error}"
-        ) from error
+    model = load_model_file(model_path)
     export_dir = run_dir.saved_model_path
     signatures = export_saved_model(model, export_dir, class_names=class_names, **options)
     return export_dir, signatures
@@ -96,13 +90,4 @@ def _run_files(run_dir):
             f"No {config_path.name} in '{run_dir.path}': the class names of the "
             f"SavedModel are read from its {CLASS_NAMES_KEY!r} key."
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"'{config_path}' is not valid JSON ({error}).") from error
-    if not isinstance(config, dict) or not isinstance(config.get(CLASS_NAMES_KEY), list):
-        raise ValueError(
-            f"'{config_path}' has no {CLASS_NAMES_KEY!r} list: the SavedModel's "
-            "class names are read from it."
-        )
-    return model_path, config[CLASS_NAMES_KEY]
+    return model_path, run_dir.read_class_names()
