@@ -22,7 +22,7 @@ ALLOWED = {
     "data": {"ops", "validation"},
     "visualization": {"ops"},
     "callbacks": {"models", "visualization", "validation", "files", "runtime"},
-    "export": {"models", "layers", "run_dir", "runtime", "validation", "files"},
+    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "config", "data"},
     "run_dir": {"callbacks", "files"},
     "runtime": {"quiet_import"},
     "config": {"models", "data", "validation"},
@@ -31,6 +31,7 @@ ALLOWED = {
         "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
     },
     "serving": {"export", "validation"},
+    "pretrained": {"evaluation", "export"},
     "demo": {"config", "training", "evaluation"},
 }
 
