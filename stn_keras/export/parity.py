@@ -201,15 +201,21 @@ def main(argv=None):
         Path(arguments.json).write_text(
             json.dumps([dataclasses.asdict(row) for row in rows], indent=2)
         )
-    table = markdown_table(split, num_images, rows)
-    print(table)
+    print(markdown_table(split, num_images, rows))
     if arguments.update_card:
-        command = f"python -m stn_keras.export.parity {arguments.model_dir} --update-card"
         update_card(
             Path(arguments.model_dir) / "README.md",
-            f"{table}\n\nMeasured by `KERAS_BACKEND=tensorflow STN_DATA_DIR=... {command}` "
-            f"on {machine_line()}.",
+            card_text(arguments.model_dir, split, num_images, rows),
         )
+
+
+def card_text(model_dir, split, num_images, rows):
+    """The table with the command that refreshes it, the device and the date."""
+    command = f"python -m stn_keras.export.parity {model_dir} --update-card"
+    return (
+        f"{markdown_table(split, num_images, rows)}\n\nMeasured by "
+        f"`KERAS_BACKEND=tensorflow STN_DATA_DIR=/path/to/data {command}` on {machine_line()}."
+    )
 
 
 def machine_line():
