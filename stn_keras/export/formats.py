@@ -21,6 +21,7 @@ Needs TensorFlow as the Keras backend, and the optional packages of the
 ``export`` extra (``pip install "stn_keras[export]"``) for ONNX and LiteRT.
 """
 
+import functools
 import importlib.util
 import logging
 import re
@@ -32,6 +33,7 @@ import keras
 import numpy as np
 
 from stn_keras.export.names import DEFAULT_MAX_IMAGE_PIXELS
+from stn_keras.files import write_file_atomically
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 
@@ -100,6 +102,7 @@ def export_model(
             backend other than TensorFlow, or a missing optional package.
     """
     from stn_keras.export.run_export import export_run
+    from stn_keras.export.run_export import load_model_file
     from stn_keras.export.run_export import run_files
     from stn_keras.export.run_export import saved_model_export_available
     from stn_keras.export.signatures import export_saved_model
@@ -123,7 +126,7 @@ def export_model(
     output = Path(output) if output is not None else default_output(model_dir, format, quantize)
     if format == "saved_model":
         signatures = export_saved_model(
-            _load(model_path), output, class_names=class_names,
+            load_model_file(model_path), output, class_names=class_names,
             max_image_pixels=max_image_pixels,
         )
         return output, {"signatures": signatures}
@@ -133,17 +136,19 @@ def export_model(
         raise ValueError(
             f"A {format} file must end with {suffix}. Received: output='{output}'"
         )
-    model = _load(model_path)
+    model = load_model_file(model_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     details = {}
     if format == "onnx":
-        export_onnx(model, output)
+        write = functools.partial(export_onnx, model)
     elif quantize == "int8":
         images = calibration_images(model_dir, data_dir, num_calibration_images)
         details["calibration_images"] = len(images)
-        export_litert(model, output, quantize, images)
+        write = functools.partial(export_litert, model, quantize=quantize, calibration=images)
     else:
-        export_litert(model, output, quantize)
+        write = functools.partial(export_litert, model, quantize=quantize)
+    # Written beside its name and renamed: an interrupted export leaves no half file.
+    write_file_atomically(output, write)
     details["bytes"] = output.stat().st_size
     return output, details
 
@@ -152,17 +157,6 @@ def default_output(directory, format, quantize=None):
     """``directory/model.onnx``, ``model.tflite`` or ``model_QUANTIZE.tflite``."""
     name = "model" if quantize is None else f"model_{quantize}"
     return Path(directory) / f"{name}{FILE_SUFFIXES[format]}"
-
-
-def _load(model_path):
-    import stn_keras  # noqa: F401  (registers the layers for load_model)
-
-    try:
-        return keras.saving.load_model(model_path, compile=False)
-    except Exception as error:
-        raise ValueError(
-            f"Cannot load '{model_path}': {type(error).__name__}: {error}"
-        ) from error
 
 
 def export_onnx(model, path):

@@ -74,15 +74,22 @@ def export_run(run_dir, **options):
         raise ValueError(reason)
     run_dir = RunDirectory(run_dir)
     model_path, class_names = run_files(run_dir.path)
+    model = load_model_file(model_path)
+    export_dir = run_dir.saved_model_path
+    signatures = export_saved_model(model, export_dir, class_names=class_names, **options)
+    return export_dir, signatures
+
+
+def load_model_file(model_path):
+    """``keras.saving.load_model(model_path)``, or a ValueError naming the file."""
+    import stn_keras  # noqa: F401  (registers the layers for load_model)
+
     try:
-        model = keras.saving.load_model(model_path)
+        return keras.saving.load_model(model_path)
     except Exception as error:
         raise ValueError(
             f"Cannot load '{model_path}': {type(error).__name__}: {error}"
         ) from error
-    export_dir = run_dir.saved_model_path
-    signatures = export_saved_model(model, export_dir, class_names=class_names, **options)
-    return export_dir, signatures
 
 
 def run_files(run_dir):
