@@ -267,3 +267,9 @@ def test_shipped_gtsrb_model_names_a_real_sign(tmp_path, data_dir):
         files.append(buffer.getvalue())
     names = [result["class_name"] for result in classifier.predict(files)]
     assert names.count("Stop") >= 4, names
+
+
+def test_predict_cli_refuses_a_bad_top_k(capsys):
+    status, _, err = run_predict(capsys, "--model", "gtsrb_st_cnn", "--top-k", "0", "image.png")
+    assert status == 2
+    assert "predict.py: error: --top-k must be >= 1. Received: 0" in err
