@@ -38,6 +38,7 @@ bench: setup
 	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_distortions.py
 	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_online_distortion.py
 	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_serving.py
+	PYTHONPATH=. KERAS_BACKEND=tensorflow $(BIN)/python bench/bench_inference.py
 	@for backend in $(BACKENDS); do \
 	  PYTHONPATH=. KERAS_BACKEND=$$backend $(BIN)/python bench/bench_training.py; \
 	done

@@ -39,7 +39,8 @@ PROBABILITY_EPSILON = 1e-7
 class TrainedModel:
     """A loaded model: how to predict, its shapes and identity.
 
-    ``transformer_views`` maps a float batch to the
+    ``model`` is the Keras model of a ``.keras`` file (``None`` for a
+    SavedModel). ``transformer_views`` maps a float batch to the
     :class:`TransformerView` of each transformer that samples the model's
     input (an empty list for a model without one), or is ``None`` when the
     model cannot say (a SavedModel exported without transformer metadata).
@@ -50,6 +51,7 @@ class TrainedModel:
     num_classes: int
     identity: dict
     transformer_views: object = None
+    model: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +106,7 @@ def load_trained_model(path, batch_size=256):
         num_classes=int(model.output_shape[-1]),
         identity=identity,
         transformer_views=lambda images: _keras_transformer_views(model, images),
+        model=model,
     )
 
 
@@ -340,6 +343,8 @@ def _sample_indices(labels, count):
 
 def draw_transformer_views(views, images, labels, predictions, class_names, path):
     """``st_samples.png`` from the :class:`TransformerView` list of a batch.
+
+    ``labels=None`` (images of unknown class) shows the predictions alone.
 
     Returns the path, or ``None`` when there is no transformer to draw.
     """

@@ -202,7 +202,8 @@ def plot_transformer_samples(
             samples the input, ``outputs`` ``(count, h, w, C)``.
         outlines: list (same order) of ``(count, points, 2)`` pixel outlines
             from :func:`sampled_region_outline`.
-        predictions, labels: ``(count,)`` class indices.
+        predictions, labels: ``(count,)`` class indices; ``labels=None``
+            (images without a known class) shows the prediction alone.
         class_names: one name per class.
     """
     count = len(images)
@@ -217,18 +218,21 @@ def plot_transformer_samples(
         _draw_outlines(axes[row, 1], images.shape[1:3], [o[row] for o in outlines])
         for index, (_, outputs) in enumerate(transformed):
             _show(axes[row, 2 + index], displayable_images(outputs[row : row + 1])[0])
-        correct = predictions[row] == labels[row]
+        text = f"predicted {class_names[predictions[row]]}"
+        color = "black"
+        if labels is not None:
+            text += f"\ntrue {class_names[labels[row]]}"
+            color = "darkgreen" if predictions[row] == labels[row] else "firebrick"
         text_axis = axes[row, -1]
         text_axis.axis("off")
         text_axis.text(
             0.5,
             0.5,
-            f"predicted {class_names[predictions[row]]}\n"
-            f"true {class_names[labels[row]]}",
+            text,
             ha="center",
             va="center",
             fontsize=11,
-            color="darkgreen" if correct else "firebrick",
+            color=color,
             transform=text_axis.transAxes,
         )
     titles = ["input", "sampled region"]

@@ -23,7 +23,7 @@ ALLOWED = {
     "data": {"ops", "validation", "files"},
     "visualization": {"ops"},
     "callbacks": {"models", "visualization", "validation", "files", "runtime", "run_dir"},
-    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "saving"},
+    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "saving", "config", "data"},
     "run_dir": {"files"},
     "runtime": {"quiet_import"},
     "config": {"models", "data", "validation"},
@@ -33,6 +33,7 @@ ALLOWED = {
         "saving",
     },
     "serving": {"export", "validation"},
+    "pretrained": {"evaluation", "export"},
     "demo": {"config", "training", "evaluation"},
 }
 

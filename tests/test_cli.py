@@ -1,4 +1,4 @@
-"""train.py and evaluate.py: help, and errors for bad arguments."""
+"""train.py, evaluate.py, serve.py and predict.py: help, and errors for bad arguments."""
 
 import json
 import os
@@ -204,7 +204,7 @@ def test_resume_with_other_flags_warns_and_keeps_the_saved_settings(tmp_path, ca
     assert "ignoring ['epochs']" in caplog.text  # seed=0 is what the run used
 
 
-@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "serve.py"])
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "serve.py", "predict.py"])
 def test_cli_help_starts_quietly(script):
     completed = subprocess.run(
         [sys.executable, str(ROOT / script), "--help"],

@@ -17,8 +17,12 @@ from stn_keras.saving import load_model_file
 logger = logging.getLogger(__name__)
 
 
-def saved_model_export_available():
+def saved_model_export_available(what="SavedModel export"):
     """Whether this process can write a SavedModel, and why not.
+
+    Args:
+        what: what needs it, for the message (ONNX and LiteRT go through a
+            SavedModel too).
 
     Returns:
         ``(True, "")``, or ``(False, reason)`` where ``reason`` says what to
@@ -26,14 +30,14 @@ def saved_model_export_available():
     """
     if not tensorflow_available():
         return False, (
-            "SavedModel export needs TensorFlow, which is not installed: "
+            f"{what} needs TensorFlow, which is not installed: "
             "`pip install tensorflow`, then run `python -m stn_keras.export "
             "RUN_DIR`."
         )
     backend = keras.backend.backend()
     if backend != "tensorflow":
         return False, (
-            f"SavedModel export needs the TensorFlow backend; Keras runs on "
+            f"{what} needs the TensorFlow backend; Keras runs on "
             f"{backend!r}. Run `KERAS_BACKEND=tensorflow python -m "
             "stn_keras.export RUN_DIR` to export the run's model.keras."
         )
@@ -67,15 +71,28 @@ def export_run(run_dir, **options):
     if not available:
         raise ValueError(reason)
     run_dir = RunDirectory(run_dir)
-    model_path, class_names = _run_files(run_dir)
+    model_path, class_names = run_files(run_dir.path)
     model = load_model_file(model_path)
     export_dir = run_dir.saved_model_path
     signatures = export_saved_model(model, export_dir, class_names=class_names, **options)
     return export_dir, signatures
 
 
-def _run_files(run_dir):
-    """The run's model path and class names, or a ValueError naming what is missing."""
+def run_files(run_dir):
+    """A run directory's ``model.keras`` path and class names.
+
+    A run directory is also the layout of the folders in ``saved_models/``.
+
+    Args:
+        run_dir: the directory (a path).
+
+    Returns:
+        ``(model_path, class_names)``.
+
+    Raises:
+        ValueError: naming what is missing or unreadable.
+    """
+    run_dir = RunDirectory(run_dir)
     if not run_dir.path.is_dir():
         raise ValueError(f"Run directory not found: '{run_dir.path}'.")
     model_path = run_dir.model_path

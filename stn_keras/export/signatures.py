@@ -16,8 +16,6 @@ from stn_keras.export.names import IMAGES_INPUT
 from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.export.names import TRANSFORMERS_METADATA
 from stn_keras.export.names import TRANSFORMS_SIGNATURE
-from stn_keras.models.introspection import spatial_transformers
-from stn_keras.models.introspection import transformer_model
 from stn_keras.validation import check_bool
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
@@ -91,6 +89,9 @@ def export_saved_model(
     """
     import tensorflow as tf
 
+    from stn_keras.models.introspection import spatial_transformers
+    from stn_keras.models.introspection import transformer_model
+
     _check_backend()
     image_shape = _image_shape(model)
     output_index = _output_index(model, probabilities_output)
@@ -98,10 +99,7 @@ def export_saved_model(
     options = {
         "image_shape": list(image_shape),
         "class_names": _class_names(class_names, num_classes),
-        "input_range": list(_input_range(input_range)),
-        "resize_method": check_choice("resize_method", resize_method, RESIZE_METHODS),
-        "antialias": check_bool("antialias", antialias),
-        "max_image_pixels": check_int("max_image_pixels", max_image_pixels, 1),
+        **decoding_options(input_range, resize_method, antialias, max_image_pixels),
     }
 
     def probabilities(images):
@@ -144,6 +142,75 @@ def export_saved_model(
     return signatures
 
 
+def decoding_options(
+    input_range=(0.0, 1.0),
+    resize_method="bilinear",
+    antialias=True,
+    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+):
+    """The checked options of `decode_model_inputs`, as the export records them.
+
+    The arguments are those of `export_saved_model`; the defaults are the
+    export's, so a ``.keras`` model fed through `decode_model_inputs` with
+    them sees what its exported ``predict_bytes`` would.
+
+    Returns:
+        A dict with ``input_range`` (a list), ``resize_method``,
+        ``antialias`` and ``max_image_pixels``: the keys of the SavedModel's
+        ``assets.extra/export_options.json`` that decoding reads.
+    """
+    return {
+        "input_range": list(_input_range(input_range)),
+        "resize_method": check_choice("resize_method", resize_method, RESIZE_METHODS),
+        "antialias": check_bool("antialias", antialias),
+        "max_image_pixels": check_int("max_image_pixels", max_image_pixels, 1),
+    }
+
+
+def decode_model_inputs(image_bytes, image_shape, options):
+    """Encoded images -> the model's float32 input batch, as ``predict_bytes`` does.
+
+    The one preprocessing of encoded images: the ``predict_bytes`` signature
+    runs it in its graph, and `stn_keras.pretrained` eagerly on the same
+    bytes. Each image is decoded and resized by `decode_image`, one after
+    the other (memory holds one decoded image at a time), then mapped from
+    ``[0, 1]`` onto ``options["input_range"]``.
+
+    Args:
+        image_bytes: string tensor ``(batch,)``, the files' bytes.
+        image_shape: the model's ``(height, width, channels)``.
+        options: the dict of `decoding_options`.
+
+    Returns:
+        float32 ``(batch, height, width, channels)``.
+
+    Raises:
+        tf.errors.InvalidArgumentError: an image the decoder refuses.
+    """
+    import tensorflow as tf
+
+    height, width, channels = image_shape
+    low, high = options["input_range"]
+
+    def decode(encoded):
+        return decode_image(
+            encoded,
+            (height, width),
+            channels,
+            options["resize_method"],
+            options["antialias"],
+            options["max_image_pixels"],
+        )
+
+    images = tf.map_fn(
+        decode,
+        image_bytes,
+        fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
+        parallel_iterations=1,
+    )
+    return images * (high - low) + low
+
+
 def _check_backend():
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
@@ -158,7 +225,7 @@ def _add_bytes_endpoint(archive, probabilities, options):
     """Adds ``predict_bytes``; returns whether the model's channels allow it."""
     import tensorflow as tf
 
-    height, width, channels = options["image_shape"]
+    channels = options["image_shape"][-1]
     if channels not in BYTES_SIGNATURE_CHANNELS:
         logger.warning(
             "The model takes %d channels; the %r signature converts decoded "
@@ -168,28 +235,12 @@ def _add_bytes_endpoint(archive, probabilities, options):
             BYTES_SIGNATURE_CHANNELS,
         )
         return False
-    low, high = options["input_range"]
     class_names = tf.constant(options["class_names"])
 
-    def decode(encoded):
-        return decode_image(
-            encoded,
-            (height, width),
-            channels,
-            options["resize_method"],
-            options["antialias"],
-            options["max_image_pixels"],
-        )
-
     def predict_bytes(image_bytes):
-        # One image at a time: memory holds a single decoded image.
-        images = tf.map_fn(
-            decode,
-            image_bytes,
-            fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32),
-            parallel_iterations=1,
+        result = probabilities(
+            decode_model_inputs(image_bytes, options["image_shape"], options)
         )
-        result = probabilities(images * (high - low) + low)
         class_ids = tf.argmax(result, axis=-1, output_type=tf.int64)
         return {
             "class_ids": class_ids,
