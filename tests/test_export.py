@@ -593,7 +593,7 @@ def unsupported_variants():
         "RLE8 BMP": (bmp_bytes(5, 6, 8, compression=1), "Unsupported BMP: 8 bits per pixel, compression 1"),
         "RLE4 BMP": (bmp_bytes(5, 6, 4, compression=2), "Unsupported BMP: 4 bits per pixel, compression 2"),
         "16-bit bit-field BMP": (bmp_bytes(5, 6, 16, compression=3), "Unsupported BMP: 16 bits per pixel, compression 3"),
-        "OS/2 BMP": (bmp_bytes(5, 6, 24, info_header=12), "info header of 12 bytes"),
+        "OS/2 BMP": (bmp_bytes(5, 6, 24, info_header=12), "Unsupported BMP: an info header of 12 bytes (OS/2 or older)"),
         "CMYK JPEG": (pil_bytes(rgb.convert("CMYK"), "JPEG"), "Unsupported JPEG: 4 colour components (CMYK or YCCK)"),
         "animated WebP": (pil_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:]), "Unsupported WebP: an animation"),
         "WebP without image chunk": (b"RIFF\x20\0\0\0WEBPVP8Q" + bytes(40), "Invalid WebP header: expected a VP8, VP8L or VP8X chunk at byte 12."),

@@ -156,25 +156,21 @@ def decode_netpbm(encoded):
     from stn_keras.netpbm import NETPBM_MAX_MAXVAL
 
     magic, width, height, maxval, stripped = netpbm_header(encoded)
-    checks = [
-        tf.debugging.assert_greater(maxval, tf.constant(0, tf.int64), message=NETPBM_MAXVAL_ERROR),
-        tf.debugging.assert_less_equal(
-            maxval, tf.constant(NETPBM_MAX_MAXVAL, tf.int64), message=NETPBM_MAXVAL_ERROR
-        ),
-    ]
+    maxval_check = tf.debugging.Assert(
+        tf.logical_and(maxval >= 1, maxval <= NETPBM_MAX_MAXVAL), [NETPBM_MAXVAL_ERROR]
+    )
     channels = tf.where(tf.equal(magic, "P6"), tf.constant(3, tf.int64), 1)
     bytes_per_sample = tf.where(maxval > 255, tf.constant(2, tf.int64), 1)
     raster_length = width * height * channels * bytes_per_sample
-    with tf.control_dependencies(checks):
-        checks.append(
-            tf.debugging.assert_greater_equal(
-                tf.cast(tf.strings.length(stripped), tf.int64),
-                raster_length,
-                message="Truncated PPM/PGM: the raster is shorter than width x "
-                "height x channels x bytes per sample",
-            )
+    with tf.control_dependencies([maxval_check]):
+        length_check = tf.debugging.Assert(
+            tf.cast(tf.strings.length(stripped), tf.int64) >= raster_length,
+            [
+                "Truncated PPM/PGM: the raster is shorter than width x height x "
+                "channels x bytes per sample"
+            ],
         )
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies([length_check]):
         raster = tf.strings.substr(stripped, tf.constant(0, tf.int64), raster_length)
     samples = tf.cond(
         maxval > 255,

@@ -69,6 +69,11 @@ BMP_ERROR = (
     "(32-bit also with the standard BGRA bit fields). Save the image as PNG "
     "or as a 24-bit BMP."
 )
+BMP_OLD_HEADER_ERROR = (
+    "Unsupported BMP: an info header of {} bytes (OS/2 or older); "
+    "predict_bytes reads BMPs with a header of 40 bytes or more. Save the "
+    "image as PNG or as a 24-bit BMP."
+)
 JPEG_CMYK_ERROR = (
     "Unsupported JPEG: 4 colour components (CMYK or YCCK); predict_bytes "
     "reads grey and colour (YCbCr/RGB) JPEGs. Convert the image to RGB."
@@ -326,7 +331,11 @@ def _graph_bmp_facts(encoded, header):
     problem = tf.where(
         readable,
         "",
-        tf.strings.format(BMP_ERROR, (bits, compression, info_header, pixels_offset)),
+        tf.where(
+            info_header < BMP_MIN_INFO_HEADER,
+            tf.strings.format(BMP_OLD_HEADER_ERROR, info_header),
+            tf.strings.format(BMP_ERROR, (bits, compression, info_header, pixels_offset)),
+        ),
     )
     # A negative width is kept: the empty-image check refuses it.
     return tf.stack([height, width, 1]), problem
@@ -460,8 +469,8 @@ def netpbm_header(encoded):
         encoded, NETPBM_HEADER, "\\1 \\2 \\3 \\4\n", replace_global=False
     )
     raster = tf.strings.regex_replace(encoded, NETPBM_HEADER, "", replace_global=False)
-    check = tf.debugging.assert_less(
-        tf.strings.length(raster), tf.strings.length(encoded), message=NETPBM_HEADER_ERROR
+    check = tf.debugging.Assert(
+        tf.strings.length(raster) < tf.strings.length(encoded), [NETPBM_HEADER_ERROR]
     )
     with tf.control_dependencies([check]):
         header = tf.strings.split(
