@@ -224,7 +224,7 @@ def main(argv=None):
     import keras
 
     from stn_keras.export import export_saved_model
-    from stn_keras.serving.server_process import ServerProcess
+    from tests.server_process import ServerProcess
 
     keras.utils.set_random_seed(0)
     models = benchmark_models()

@@ -236,7 +236,7 @@ def main():
 
     from stn_keras.export import export_saved_model
     from stn_keras.models import build_model
-    from stn_keras.serving.server_process import ServerProcess
+    from tests.server_process import ServerProcess
 
     keras.utils.set_random_seed(arguments.seed)
     model = build_model("st_cnn", (28, 28, 1), 10)

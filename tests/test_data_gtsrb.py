@@ -196,8 +196,9 @@ def test_ppm_comments_anywhere_and_other_maximum():
     [
         (b"P3\n1 1\n255\n\x00\x00\x00", "is not a binary PPM"),
         (b"P6\n2 2\n255\n" + bytes(5), "needs 12 bytes of pixels, the file holds 5"),
-        (b"P6\n# cut", "truncated inside a header comment"),
-        (b"P6\nx 2\n255\n" + bytes(12), "malformed header"),
+        (b"P6\n# cut", "Invalid PPM/PGM header: expected 'P6' or 'P5', width, height and maxval"),
+        (b"P6\nx 2\n255\n" + bytes(12), "Invalid PPM/PGM header"),
+        (b"P6\n2 2\n0\n" + bytes(12), "maxval must be in [1, 65535]"),
         (b"P6\n0 2\n255\n", "invalid size 0x2"),
     ],
 )

@@ -242,8 +242,12 @@ def test_bytes_signature_matches_model_on_reference_images(exported, loaded, ima
 def test_bytes_signature_refuses_undecodable_bytes(loaded):
     import tensorflow as tf
 
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+    from stn_keras.export.image_headers import UNSUPPORTED_FORMAT_ERROR
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
         loaded.signatures["predict_bytes"](image_bytes=tf.constant([b"not an image"]))
+    assert UNSUPPORTED_FORMAT_ERROR in error.value.message
+    assert "none of PNG, JPEG, GIF, BMP, WebP and binary PPM (P6) / PGM (P5)" in UNSUPPORTED_FORMAT_ERROR
 
 
 def test_model_without_transformer_has_no_transform_signature(tmp_path):
@@ -337,7 +341,7 @@ def bombs():
         "JPEG": (oversized_image("JPEG", 5000, 4000), "5000 x 4000 pixels"),
         "GIF": (oversized_image("GIF", 30000, 700), "30000 x 700 pixels"),
         "BMP": (oversized_image("BMP", 20000, 20000), "20000 x 20000 pixels"),
-        "PPM": (oversized_image("PPM", 1, 2**31 + 5), "1 x 2147483647 pixels"),
+        "PPM": (oversized_image("PPM", 1, 2**31 + 5), "1 x 2147483653 pixels"),
     }
 
 
@@ -488,3 +492,164 @@ def test_export_replaces_an_existing_directory(tmp_path):
     np.testing.assert_allclose(
         served(images=tf.constant(images))["probabilities"].numpy(), model.predict(images, verbose=0), atol=ATOL
     )
+
+
+def bmp_rows_flipped(encoded):
+    """The same BMP stored top-down: negative height, rows in reverse order."""
+    import struct
+
+    offset, = struct.unpack("<I", encoded[10:14])
+    width, height = struct.unpack("<ii", encoded[18:26])
+    bits, = struct.unpack("<H", encoded[28:30])
+    row_bytes = (bits * width + 31) // 32 * 4
+    rows = [encoded[offset + row * row_bytes: offset + (row + 1) * row_bytes] for row in range(height)]
+    return encoded[:22] + struct.pack("<i", -height) + encoded[26:offset] + b"".join(reversed(rows))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P"])
+@pytest.mark.parametrize("height, width", [(1, 4), (4, 4), (7, 9), (64, 64)])
+def test_top_down_bmp_decodes_to_the_pixels_of_the_bottom_up_one(mode, height, width):
+    from PIL import Image
+
+    from stn_keras.export.image_decoding import decode_unit_range
+    from stn_keras.export.image_headers import check_image_header
+
+    pixels = (np.random.RandomState(height).rand(height, width, 3) * 255).astype(np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    bottom_up = encode_image(np.asarray(image), "BMP") if mode in ("RGB", "RGBA", "L") else None
+    if bottom_up is None:
+        buffer = __import__("io").BytesIO()
+        image.save(buffer, "BMP")
+        bottom_up = buffer.getvalue()
+    top_down = bmp_rows_flipped(bottom_up)
+    assert top_down != bottom_up
+
+    def decode(encoded):
+        return decode_unit_range(*check_image_header(encoded, 2**24)).numpy()
+
+    expected = np.asarray(image.convert("RGB")).astype("float32") / 255
+    np.testing.assert_array_equal(decode(top_down), decode(bottom_up))
+    np.testing.assert_allclose(decode(bottom_up), expected, atol=1e-7)
+
+
+def test_bytes_signature_classifies_a_top_down_bmp(exported, loaded):
+    """The 102-byte BMP of issue 18 that aborted the server."""
+    import struct
+
+    import tensorflow as tf
+
+    model, _, _ = exported
+    top_down = (
+        b"BM" + struct.pack("<IHHI", 102, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, 4, -4, 1, 24, 0, 48, 0, 0, 0, 0) + b"\x80" * 48
+    )
+    outputs = loaded.signatures["predict_bytes"](image_bytes=tf.constant([top_down]))
+    # Grey 128 in all three channels, through rgb_to_grayscale's weights.
+    grey = 128 / 255 * (0.2989 + 0.5870 + 0.1140)
+    expected = model.predict(np.full((1, 28, 28, 1), grey, "float32"), verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)
+
+
+def pil_bytes(image, image_format, **options):
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("options", [{}, {"lossless": True}, {"mode": "RGBA"}])
+def test_webp_decodes_like_pil(options):
+    from PIL import Image
+    from PIL import features
+
+    from stn_keras.export import decode_image
+
+    if not features.check("webp"):
+        pytest.skip("Pillow was built without WebP")
+    options = dict(options)
+    image = Image.fromarray((np.random.RandomState(3).rand(9, 14, 3) * 255).astype(np.uint8))
+    image = image.convert(options.pop("mode", "RGB"))
+    encoded = pil_bytes(image, "WEBP", **options)
+    expected = np.asarray(Image.open(__import__("io").BytesIO(encoded)).convert("RGB")) / 255
+    decoded = decode_image(encoded, (9, 14), 3, resize_method="nearest", antialias=False)
+    np.testing.assert_allclose(decoded.numpy(), expected, atol=1e-6)
+
+
+def unsupported_variants():
+    """Files of an accepted format in a variant that is refused, with the message."""
+    import struct
+
+    from PIL import Image
+
+    from image_fuzzing import bmp_bytes
+
+    rgb = Image.fromarray((np.random.RandomState(4).rand(9, 11, 3) * 255).astype(np.uint8))
+    frames = [rgb, rgb.rotate(90)]
+    bmp = bmp_bytes(5, 6, 24)
+    negative_width_bmp = bmp[:18] + struct.pack("<i", -6) + bmp[22:]
+    variants = {
+        "1-bit BMP": (bmp_bytes(5, 6, 1), "Unsupported BMP: 1 bits per pixel, compression 0, info header of 40 bytes, pixels at byte 62; predict_bytes reads uncompressed 8-bit (palette), 24-bit and 32-bit BMPs"),
+        "RLE8 BMP": (bmp_bytes(5, 6, 8, compression=1), "Unsupported BMP: 8 bits per pixel, compression 1"),
+        "RLE4 BMP": (bmp_bytes(5, 6, 4, compression=2), "Unsupported BMP: 4 bits per pixel, compression 2"),
+        "16-bit bit-field BMP": (bmp_bytes(5, 6, 16, compression=3), "Unsupported BMP: 16 bits per pixel, compression 3"),
+        "OS/2 BMP": (bmp_bytes(5, 6, 24, info_header=12), "Unsupported BMP: an info header of 12 bytes (OS/2 or older)"),
+        "CMYK JPEG": (pil_bytes(rgb.convert("CMYK"), "JPEG"), "Unsupported JPEG: 4 colour components (CMYK or YCCK)"),
+        "animated WebP": (pil_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:]), "Unsupported WebP: an animation"),
+        "WebP without image chunk": (b"RIFF\x20\0\0\0WEBPVP8Q" + bytes(40), "Invalid WebP header: expected a VP8, VP8L or VP8X chunk at byte 12."),
+        "zero-width PNG": (png_bomb(5, 0), "The image declares 5 x 0 pixels (height x width): an image needs at least one row and one column"),
+        "negative-width BMP": (negative_width_bmp, "The image declares 5 x -6 pixels"),
+        "PGM with maxval 0": (b"P5\n2 2\n0\n" + bytes(4), "Invalid PPM/PGM header: maxval must be in [1, 65535]"),
+        "PGM with maxval 65536": (b"P5\n2 2\n65536\n" + bytes(8), "Invalid PPM/PGM header: maxval must be in [1, 65535]"),
+        "JPEG XL": (b"\xff\x0a" + bytes(40), "Unsupported image format"),
+        "empty file": (b"", "Unsupported image format"),
+    }
+    return variants
+
+
+@pytest.mark.parametrize("variant", sorted(unsupported_variants()))
+def test_unsupported_variants_are_refused_before_decoding(loaded, variant):
+    import tensorflow as tf
+
+    encoded, message = unsupported_variants()[variant]
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        loaded.signatures["predict_bytes"](image_bytes=tf.constant([encoded]))
+    assert message in error.value.message
+
+
+def test_fuzzed_images_decode_or_are_refused_without_crashing_the_process(exported):
+    """A few hundred mutated images of every format, in a child process."""
+    from image_fuzzing import DECODED
+    from image_fuzzing import fuzz_cases
+    from image_fuzzing import run_in_child
+
+    cases = fuzz_cases(300, seed=18)
+    returncode, outcomes, output = run_in_child(exported[1], cases, timeout_s=300)
+    finished = len(outcomes)
+    assert returncode == 0 and finished == len(cases), (
+        f"The child exited with {returncode} after {finished} of {len(cases)} "
+        f"cases; the next was {cases[min(finished, len(cases) - 1)][:2]}:\n{output[-2000:]}"
+    )
+    refusals = {outcome[1] for outcome in outcomes if outcome[0] != DECODED}
+    assert refusals == {"InvalidArgumentError"}
+    formats = {case[0] for case in cases}
+    assert formats == {"PNG", "JPEG", "GIF", "BMP", "WebP", "PPM/PGM"}
+    for image_format in formats:
+        decoded = [o for o, case in zip(outcomes, cases) if case[0] == image_format and o[0] == DECODED]
+        assert decoded, f"no {image_format} case decoded"
+    # Every valid file of a supported variant decodes.
+    for (image_format, description, _), outcome in zip(cases, outcomes):
+        if description.endswith(": valid") and outcome[0] != DECODED:
+            assert "Unsupported" in outcome[2], (description, outcome)
+
+
+@pytest.mark.parametrize("options", [{}, {"lossless": True}, {"mode": "RGBA"}])
+def test_python_and_graph_read_the_same_webp_sizes(options):
+    from PIL import Image
+    from PIL import features
+
+    if not features.check("webp"):
+        pytest.skip("Pillow was built without WebP")
+    options = dict(options)
+    image = Image.fromarray(np.zeros((21, 300, 3), np.uint8)).convert(options.pop("mode", "RGB"))
+    assert declared_sizes(pil_bytes(image, "WEBP", **options)) == ((21, 300, 1), (21, 300, 1))

@@ -1,43 +1,18 @@
 """Decoder for binary PPM (P6) images, as GTSRB stores them.
 
 Written here rather than left to Pillow so that header comments, any image
-size and every kind of damage give an error naming the file.
+size and every kind of damage give an error naming the file. The header
+grammar is `stn_keras.netpbm`'s, which the in-graph decoder of the
+SavedModel export shares.
 """
 
 import numpy as np
 
+from stn_keras.netpbm import read_netpbm_header
+
 
 class PpmFormatError(ValueError):
     """Raised when bytes are not a complete binary PPM image."""
-
-
-def _header_fields(data, name):
-    """Returns the four header fields and the offset of the pixel data."""
-    fields = []
-    position = 0
-    while len(fields) < 4:
-        while position < len(data) and data[position : position + 1].isspace():
-            position += 1
-        if position >= len(data):
-            raise PpmFormatError(f"PPM image {name} is truncated inside its header.")
-        if data[position : position + 1] == b"#":
-            end_of_line = data.find(b"\n", position)
-            if end_of_line < 0:
-                raise PpmFormatError(
-                    f"PPM image {name} is truncated inside a header comment."
-                )
-            position = end_of_line + 1
-            continue
-        start = position
-        while (
-            position < len(data)
-            and not data[position : position + 1].isspace()
-            and data[position : position + 1] != b"#"
-        ):
-            position += 1
-        fields.append(data[start:position])
-    # Exactly one whitespace byte separates the header from the pixels.
-    return fields, position + 1
 
 
 def decode_ppm(data, name="<bytes>"):
@@ -59,17 +34,15 @@ def decode_ppm(data, name="<bytes>"):
             f"Image {name} is not a binary PPM: it starts with {bytes(data[:2])!r}, "
             "expected b'P6'."
         )
-    fields, offset = _header_fields(data, name)
     try:
-        width, height, maximum = (int(field) for field in fields[1:])
-    except ValueError:
+        _, width, height, maximum, offset = read_netpbm_header(data)
+    except ValueError as error:
         raise PpmFormatError(
-            f"PPM image {name} has a malformed header: {fields!r}."
+            f"PPM image {name}: {error}; it starts with {bytes(data[:40])!r}."
         ) from None
-    if width <= 0 or height <= 0 or not 0 < maximum < 65536:
+    if width <= 0 or height <= 0:
         raise PpmFormatError(
-            f"PPM image {name} declares an invalid size {width}x{height} or "
-            f"maximum value {maximum}."
+            f"PPM image {name} declares an invalid size {width}x{height}."
         )
     bytes_per_value = 1 if maximum < 256 else 2
     expected = width * height * 3 * bytes_per_value

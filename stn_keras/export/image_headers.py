@@ -1,48 +1,90 @@
-"""The image size a file declares in its header, read before decoding it.
+"""What an encoded image's header declares, checked before it is decoded.
 
-A small PNG can declare 20000 x 20000 pixels; decoding it takes gigabytes.
-`check_declared_size` refuses such an image inside the graph of the
-``predict_bytes`` signature before the decoder runs (TensorFlow Serving
-answers INVALID_ARGUMENT); `read_declared_size` reads the same headers in
-Python, for the server to refuse a request before it reaches the graph.
+The decoders behind ``predict_bytes`` are C++ that believe the header: a
+small PNG can declare 20000 x 20000 pixels (gigabytes once decoded), and
+TensorFlow's BMP decoder aborts the process on a top-down BMP decoded to
+float or reads palette indices as grey levels. `check_image_header` reads
+every header inside the graph and refuses, with an INVALID_ARGUMENT that
+says what is wrong, an unknown format, a variant the decoders do not read
+correctly, an empty image or one over the pixel limit, before any decoder
+runs; `stn_keras.export.image_decoding` then calls each decoder only on the
+format and in the dtype it handles safely. `read_declared_size` reads the
+same sizes in Python with Pillow, for the server to refuse a request before
+it reaches the graph.
 
 Sizes are ``(height, width, frames)``; the decoded pixels are their product.
-Headers read, by format:
+Headers read in the graph, by format:
 
 - PNG: width and height of the IHDR chunk (big-endian, bytes 16-23).
-- JPEG: the SOF segment (``tf.io.extract_jpeg_shape`` in the graph).
-- GIF: the logical screen (little-endian, bytes 6-9) and the frame count.
-  The graph counts the image separators that follow a block terminator
-  (bytes ``00 2C``, an upper bound: LZW data may hold them too) plus a
-  first frame right after the colour table; Python walks the block
-  structure and also bounds each frame's own size.
-- BMP: width and height (little-endian int32 at bytes 18 and 22; a
-  negative height means a top-down image).
-- PPM/PGM (binary ``P6``/``P5``): the text header.
+- JPEG: the SOF segment (``tf.io.extract_jpeg_shape``); four-component
+  (CMYK) JPEGs are refused.
+- GIF: the logical screen (little-endian, bytes 6-9) and the frame count:
+  the image separators that follow a block terminator (bytes ``00 2C``, an
+  upper bound: LZW data may hold them too) plus a first frame right after
+  the colour table.
+- BMP: width and height (little-endian int32 at bytes 18 and 22; a negative
+  height means a top-down image), the info header's size, bits per pixel
+  and compression: uncompressed 8-bit (palette), 24-bit and 32-bit images
+  and 32-bit images with the standard BGRA bit fields are read, others are
+  refused.
+- WebP: the ``VP8 ``, ``VP8L`` or ``VP8X`` chunk; animations are refused.
+- PPM/PGM (binary ``P6``/``P5``): the text header (`netpbm_header`).
 """
 
-import re
-import struct
+import io
+
+from stn_keras.netpbm import NETPBM_HEADER
+from stn_keras.netpbm import NETPBM_HEADER_ERROR
+from stn_keras.netpbm import NETPBM_MAXVAL_ERROR
+from stn_keras.netpbm import NETPBM_MAX_MAXVAL
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 GIF_MAGIC = b"GIF8"
 BMP_MAGIC = b"BM"
-# Bytes of the header the fixed-offset formats (PNG, GIF, BMP) need.
-FIXED_HEADER_BYTES = 26
-GIF_FRAME_SEPARATOR = b"\x00,"
-# Binary netpbm header: magic, width, height and maxval separated by
-# whitespace or "#" comments running to the end of the line, then exactly one
-# whitespace byte before the raster.
-_NETPBM_SEPARATOR = r"(?:\s|#[^\r\n]*[\r\n])+"
-NETPBM_HEADER = (
-    rf"^(P[56]){_NETPBM_SEPARATOR}(\d+){_NETPBM_SEPARATOR}(\d+)"
-    rf"{_NETPBM_SEPARATOR}(\d+)\s"
+RIFF_MAGIC = b"RIFF"
+WEBP_MAGIC = b"WEBP"
+# The formats predict_bytes reads, in the order of `image_format`'s indices.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WebP", "PPM/PGM")
+ACCEPTED_FORMATS = "PNG, JPEG, GIF, BMP, WebP and binary PPM (P6) / PGM (P5)"
+UNSUPPORTED_FORMAT_ERROR = (
+    "Unsupported image format: the file is none of " + ACCEPTED_FORMATS
+    + " (read from its first bytes); send one of those."
 )
-# SOF markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
-_JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-# Markers without a length field.
-_JPEG_STANDALONE_MARKERS = frozenset(range(0xD0, 0xDA)) | {0x01}
+# Header bytes the fixed-offset fields need: the BMP bit-field masks end at 66.
+HEADER_BYTES = 66
+GIF_FRAME_SEPARATOR = b"\x00,"
+# BMP compression methods (info header, bytes 30-33).
+BMP_RGB = 0
+BMP_BITFIELDS = 3
+# Red, green, blue masks (bytes 54-65) of the 32-bit layout TensorFlow reads.
+BMP_BGRA_MASKS = (0x00FF0000, 0x0000FF00, 0x000000FF)
+# Smallest info header with 32-bit width and height (BITMAPINFOHEADER); the
+# 12-byte OS/2 header has 16-bit ones.
+BMP_MIN_INFO_HEADER = 40
+BMP_ERROR = (
+    "Unsupported BMP: {} bits per pixel, compression {}, info header of {} "
+    "bytes, pixels at byte {}; predict_bytes reads uncompressed 8-bit "
+    "(palette), 24-bit and 32-bit BMPs with a header of 40 bytes or more "
+    "(32-bit also with the standard BGRA bit fields). Save the image as PNG "
+    "or as a 24-bit BMP."
+)
+BMP_OLD_HEADER_ERROR = (
+    "Unsupported BMP: an info header of {} bytes (OS/2 or older); "
+    "predict_bytes reads BMPs with a header of 40 bytes or more. Save the "
+    "image as PNG or as a 24-bit BMP."
+)
+JPEG_CMYK_ERROR = (
+    "Unsupported JPEG: 4 colour components (CMYK or YCCK); predict_bytes "
+    "reads grey and colour (YCbCr/RGB) JPEGs. Convert the image to RGB."
+)
+WEBP_ANIMATION_ERROR = (
+    "Unsupported WebP: an animation; predict_bytes reads still WebP images. "
+    "Send one frame."
+)
+WEBP_HEADER_ERROR = (
+    "Invalid WebP header: expected a VP8, VP8L or VP8X chunk at byte 12."
+)
 
 
 def size_error_message(height, width, frames, max_image_pixels):
@@ -54,6 +96,42 @@ def size_error_message(height, width, frames, max_image_pixels):
     )
 
 
+def empty_error_message(height, width):
+    """The error for an image declaring no pixels."""
+    return (
+        f"The image declares {height} x {width} pixels (height x width): an "
+        "image needs at least one row and one column; the file is damaged."
+    )
+
+
+def _pillow_image_classes():
+    """Pillow's image classes of the accepted formats, by magic bytes.
+
+    The classes are opened directly, not through ``Image.open``, because
+    ``Image.open`` raises on a decompression bomb before the size can be
+    read; both read the header only and decode nothing until ``load``.
+    """
+    from PIL import BmpImagePlugin
+    from PIL import GifImagePlugin
+    from PIL import JpegImagePlugin
+    from PIL import PngImagePlugin
+    from PIL import PpmImagePlugin
+
+    classes = [
+        (PNG_MAGIC, PngImagePlugin.PngImageFile),
+        (JPEG_MAGIC, JpegImagePlugin.JpegImageFile),
+        (GIF_MAGIC, GifImagePlugin.GifImageFile),
+        (BMP_MAGIC, BmpImagePlugin.BmpImageFile),
+        (b"P5", PpmImagePlugin.PpmImageFile),
+        (b"P6", PpmImagePlugin.PpmImageFile),
+    ]
+    try:
+        from PIL import WebPImagePlugin
+    except ImportError:  # Pillow built without libwebp: the graph checks WebP.
+        return classes
+    return [*classes, (RIFF_MAGIC, WebPImagePlugin.WebPImageFile)]
+
+
 def read_declared_size(data):
     """Reads ``(height, width, frames)`` from the header of an encoded image.
 
@@ -62,132 +140,34 @@ def read_declared_size(data):
 
     Returns:
         ``(height, width, frames)`` ints, or ``None`` when the format is not
-        one of PNG, JPEG, GIF, BMP or binary PPM/PGM or the header is
-        unreadable (the decoder then refuses the file).
+        one of those `check_image_header` reads or Pillow cannot read the
+        header (the graph then refuses the file with its own message).
     """
-    readers = (
-        (PNG_MAGIC, _png_size),
-        (JPEG_MAGIC, _jpeg_size),
-        (GIF_MAGIC, _gif_size),
-        (BMP_MAGIC, _bmp_size),
-        (b"P5", _netpbm_size),
-        (b"P6", _netpbm_size),
-    )
-    for magic, reader in readers:
+    for magic, image_class in _pillow_image_classes():
         if data.startswith(magic):
-            try:
-                return reader(data)
-            except (struct.error, IndexError, ValueError):
-                return None
-    return None
-
-
-def _png_size(data):
-    width, height = struct.unpack(">II", data[16:24])
-    return height, width, 1
-
-
-def _bmp_size(data):
-    width, height = struct.unpack("<ii", data[18:26])
-    return abs(height), abs(width), 1
-
-
-def _netpbm_size(data):
-    match = re.match(NETPBM_HEADER.encode(), data)
-    if match is None:
+            break
+    else:
         return None
-    return int(match.group(3)), int(match.group(2)), 1
+    try:
+        with image_class(io.BytesIO(data)) as image:
+            width, height = image.size
+            return height, width, getattr(image, "n_frames", 1)
+    # Pillow's readers raise many kinds of errors on damaged headers (OSError,
+    # SyntaxError, ValueError, EOFError, struct.error...); each means the
+    # header is unreadable here, and the graph refuses the file.
+    except Exception:  # noqa: BLE001
+        return None
 
 
-def _jpeg_size(data):
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # Fill byte.
-            position += 1
-            continue
-        if marker in _JPEG_STANDALONE_MARKERS:
-            position += 2
-            continue
-        if marker in _JPEG_SOF_MARKERS:
-            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return height, width, 1
-        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
-        position += 2 + length
-    return None
-
-
-def _gif_size(data):
-    """Walks the GIF blocks: frame count and the largest frame or screen."""
-    screen_width, screen_height, flags = struct.unpack("<HHB", data[6:11])
-    position = 13 + _colour_table_bytes(flags)
-    frames = 0
-    height, width = screen_height, screen_width
-    while position < len(data):
-        block = data[position]
-        if block == 0x3B:  # Trailer.
-            break
-        if block == 0x21:  # Extension: label, then sub-blocks.
-            position = _skip_sub_blocks(data, position + 2)
-        elif block == 0x2C:  # Image descriptor, local colour table, LZW size.
-            frame_width, frame_height, frame_flags = struct.unpack(
-                "<HHB", data[position + 5 : position + 10]
-            )
-            frames += 1
-            height, width = max(height, frame_height), max(width, frame_width)
-            position += 10 + _colour_table_bytes(frame_flags) + 1
-            position = _skip_sub_blocks(data, position)
-        else:
-            break
-    return height, width, max(frames, 1)
-
-
-def _colour_table_bytes(flags):
-    return 3 * 2 ** ((flags & 0x07) + 1) if flags & 0x80 else 0
-
-
-def _skip_sub_blocks(data, position):
-    while position < len(data) and data[position]:
-        position += data[position] + 1
-    return position + 1
-
-
-def declared_size(encoded):
-    """Graph ops: ``(height, width, frames)`` int64 from an image's header.
-
-    Args:
-        encoded: scalar string tensor, the file's bytes.
-
-    Returns:
-        An int64 tensor ``[height, width, frames]``; zeros for a format this
-        module does not read (the decoder then refuses the file).
-    """
+def _padded_header(encoded):
+    """The first `HEADER_BYTES` bytes of ``encoded``, zero-padded."""
     import tensorflow as tf
 
-    padding = b"\0" * FIXED_HEADER_BYTES
-    header = tf.strings.substr(
-        tf.strings.join([tf.strings.substr(encoded, 0, FIXED_HEADER_BYTES), padding]),
+    padding = b"\0" * HEADER_BYTES
+    return tf.strings.substr(
+        tf.strings.join([tf.strings.substr(encoded, 0, HEADER_BYTES), padding]),
         0,
-        FIXED_HEADER_BYTES,
-    )
-    header = tf.cast(tf.io.decode_raw(header, tf.uint8), tf.int64)
-
-    def starts_with(magic):
-        return tf.equal(tf.strings.substr(encoded, 0, len(magic)), magic)
-
-    is_netpbm = tf.strings.regex_full_match(tf.strings.substr(encoded, 0, 2), "P[56]")
-    return tf.case(
-        [
-            (starts_with(PNG_MAGIC), lambda: _graph_png_size(header)),
-            (starts_with(JPEG_MAGIC), lambda: _graph_jpeg_size(encoded)),
-            (starts_with(GIF_MAGIC), lambda: _graph_gif_size(encoded, header)),
-            (starts_with(BMP_MAGIC), lambda: _graph_bmp_size(header)),
-            (is_netpbm, lambda: _graph_netpbm_size(encoded)),
-        ],
-        default=lambda: tf.zeros([3], tf.int64),
-        exclusive=True,
+        HEADER_BYTES,
     )
 
 
@@ -202,6 +182,81 @@ def _graph_integer(header, offset, size, big_endian):
     return value
 
 
+def _graph_signed_32(header, offset):
+    """The little-endian int32 at ``offset``, as int64."""
+    import tensorflow as tf
+
+    value = _graph_integer(header, offset, 4, big_endian=False)
+    return tf.where(value >= 2**31, value - 2**32, value)
+
+
+def image_format(encoded):
+    """Graph ops: the index in `FORMATS` of the file's format, or -1.
+
+    Args:
+        encoded: scalar string tensor, the file's bytes.
+
+    Returns:
+        A scalar int32 tensor.
+    """
+    import tensorflow as tf
+
+    header = _padded_header(encoded)
+
+    def starts_with(magic, offset=0):
+        return tf.equal(tf.strings.substr(header, offset, len(magic)), magic)
+
+    matches = tf.stack(
+        [
+            starts_with(PNG_MAGIC),
+            starts_with(JPEG_MAGIC),
+            starts_with(GIF_MAGIC),
+            starts_with(BMP_MAGIC),
+            tf.logical_and(starts_with(RIFF_MAGIC), starts_with(WEBP_MAGIC, 8)),
+            tf.strings.regex_full_match(tf.strings.substr(header, 0, 2), "P[56]"),
+        ]
+    )
+    return tf.where(
+        tf.reduce_any(matches),
+        tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32),
+        -1,
+    )
+
+
+def declared_size(encoded):
+    """Graph ops: ``(height, width, frames)`` int64 from an image's header.
+
+    Args:
+        encoded: scalar string tensor, the file's bytes.
+
+    Returns:
+        An int64 tensor ``[height, width, frames]``; zeros for a format this
+        module does not read.
+    """
+    return _header_facts(encoded, image_format(encoded))[0]
+
+
+def _header_facts(encoded, format_index):
+    """Graph ops: the declared size and, for an unreadable variant, why."""
+    import tensorflow as tf
+
+    padded = _padded_header(encoded)
+    header = tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64)
+    readers = [
+        lambda: (_graph_png_size(header), tf.constant("")),
+        lambda: _graph_jpeg_facts(encoded),
+        lambda: (_graph_gif_size(encoded, header), tf.constant("")),
+        lambda: _graph_bmp_facts(encoded, header),
+        lambda: _graph_webp_facts(padded, header),
+        lambda: _graph_netpbm_facts(encoded),
+    ]
+    return tf.switch_case(
+        format_index,
+        readers,
+        default=lambda: (tf.zeros([3], tf.int64), tf.constant(UNSUPPORTED_FORMAT_ERROR)),
+    )
+
+
 def _graph_png_size(header):
     import tensorflow as tf
 
@@ -209,11 +264,12 @@ def _graph_png_size(header):
     return tf.stack([height, _graph_integer(header, 16, 4, big_endian=True), 1])
 
 
-def _graph_jpeg_size(encoded):
+def _graph_jpeg_facts(encoded):
     import tensorflow as tf
 
-    shape = tf.io.extract_jpeg_shape(encoded, output_type=tf.int32)
-    return tf.concat([tf.cast(shape[:2], tf.int64), [1]], axis=0)
+    shape = tf.cast(tf.io.extract_jpeg_shape(encoded, output_type=tf.int32), tf.int64)
+    problem = tf.where(tf.equal(shape[2], 4), JPEG_CMYK_ERROR, "")
+    return tf.concat([shape[:2], [1]], axis=0), problem
 
 
 def _graph_gif_size(encoded, header):
@@ -232,42 +288,133 @@ def _graph_gif_size(encoded, header):
     return tf.stack([height, _graph_integer(header, 6, 2, big_endian=False), frames])
 
 
-def _graph_bmp_size(header):
+def bmp_palette_colours(header):
+    """Graph ops: the number of palette entries an 8-bit BMP declares."""
     import tensorflow as tf
 
-    def signed_32(value):
-        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+    declared = _graph_integer(header, 46, 4, big_endian=False)
+    return tf.where(
+        tf.logical_or(declared == 0, declared > 256), tf.constant(256, tf.int64), declared
+    )
 
-    height = signed_32(_graph_integer(header, 22, 4, big_endian=False))
-    return tf.stack([height, signed_32(_graph_integer(header, 18, 4, big_endian=False)), 1])
 
-
-def _graph_netpbm_size(encoded):
+def _graph_bmp_facts(encoded, header):
     import tensorflow as tf
 
-    _, width, height, _, _ = netpbm_header(encoded)
-    return tf.cast(tf.stack([height, width, 1]), tf.int64)
+    width = _graph_signed_32(header, 18)
+    height = tf.abs(_graph_signed_32(header, 22))
+    pixels_offset = _graph_integer(header, 10, 4, big_endian=False)
+    info_header = _graph_integer(header, 14, 4, big_endian=False)
+    bits = _graph_integer(header, 28, 2, big_endian=False)
+    compression = _graph_integer(header, 30, 4, big_endian=False)
+    masks = tf.stack([_graph_integer(header, 54 + 4 * index, 4, False) for index in range(3)])
+    palette_end = 14 + info_header + tf.where(bits == 8, 4 * bmp_palette_colours(header), 0)
+    # TensorFlow's decoder ignores the compression and the palette: it would
+    # decode compressed data, 8-bit palette indices or other bit fields as
+    # if they were BGR(A) samples or grey levels.
+    readable = tf.reduce_all(
+        [
+            info_header >= BMP_MIN_INFO_HEADER,
+            pixels_offset >= palette_end,
+            tf.logical_or(
+                tf.logical_and(
+                    compression == BMP_RGB,
+                    tf.reduce_any([bits == 8, bits == 24, bits == 32]),
+                ),
+                tf.logical_and(
+                    tf.logical_and(compression == BMP_BITFIELDS, bits == 32),
+                    tf.reduce_all(tf.equal(masks, BMP_BGRA_MASKS)),
+                ),
+            ),
+        ]
+    )
+    problem = tf.where(
+        readable,
+        "",
+        tf.where(
+            info_header < BMP_MIN_INFO_HEADER,
+            tf.strings.format(BMP_OLD_HEADER_ERROR, info_header),
+            tf.strings.format(BMP_ERROR, (bits, compression, info_header, pixels_offset)),
+        ),
+    )
+    # A negative width is kept: the empty-image check refuses it.
+    return tf.stack([height, width, 1]), problem
 
 
-def check_declared_size(encoded, max_image_pixels):
-    """Graph ops: ``encoded`` once its declared size is within the limit.
+def _graph_webp_facts(padded, header):
+    import tensorflow as tf
+
+    chunk = tf.strings.substr(padded, 12, 4)
+
+    def fourteen_bits(offset):
+        return _graph_integer(header, offset, 2, big_endian=False) % 2**14
+
+    lossless = _graph_integer(header, 21, 4, big_endian=False)
+    sizes = tf.stack(
+        [
+            # VP8 (lossy): 14-bit width and height after the start code.
+            tf.stack([fourteen_bits(28), fourteen_bits(26), 1]),
+            # VP8L (lossless): 14-bit width - 1 and height - 1, packed.
+            tf.stack([(lossless // 2**14) % 2**14 + 1, lossless % 2**14 + 1, 1]),
+            # VP8X (extended): 24-bit canvas width - 1 and height - 1.
+            tf.stack(
+                [
+                    _graph_integer(header, 27, 3, big_endian=False) + 1,
+                    _graph_integer(header, 24, 3, big_endian=False) + 1,
+                    1,
+                ]
+            ),
+            tf.zeros([3], tf.int64),
+        ]
+    )
+    kinds = tf.constant(["VP8 ", "VP8L", "VP8X"])
+    matches = tf.equal(kinds, chunk)
+    kind = tf.where(
+        tf.reduce_any(matches), tf.argmax(tf.cast(matches, tf.int32)), 3
+    )
+    animated = tf.logical_and(tf.equal(kind, 2), header[20] // 2 % 2 == 1)
+    problem = tf.where(
+        tf.equal(kind, 3),
+        WEBP_HEADER_ERROR,
+        tf.where(animated, WEBP_ANIMATION_ERROR, ""),
+    )
+    return sizes[kind], problem
+
+
+def _graph_netpbm_facts(encoded):
+    import tensorflow as tf
+
+    _, width, height, maxval, _ = netpbm_header(encoded)
+    readable = tf.logical_and(maxval >= 1, maxval <= NETPBM_MAX_MAXVAL)
+    problem = tf.where(readable, "", NETPBM_MAXVAL_ERROR)
+    return tf.stack([height, width, tf.constant(1, tf.int64)]), problem
+
+
+def check_image_header(encoded, max_image_pixels):
+    """Graph ops: ``encoded`` and its format once its header passed the checks.
+
+    The file must be one of `FORMATS` in a variant the decoders read, and
+    declare at least one and at most ``max_image_pixels`` pixels (height x
+    width x frames).
 
     Args:
         encoded: scalar string tensor, the file's bytes.
-        max_image_pixels: the most decoded pixels (height x width x frames)
-            accepted.
+        max_image_pixels: the most decoded pixels accepted.
 
     Returns:
-        ``encoded``, depending on the check, so that a decoder fed with it
-        runs only after the check passed.
+        ``(encoded, format_index)``: the bytes, depending on the check, so
+        that a decoder fed with them runs only after it passed, and the
+        index in `FORMATS`.
 
     Raises:
-        tf.errors.InvalidArgumentError: when run on a larger image, with
-            `size_error_message`.
+        tf.errors.InvalidArgumentError: when run on a file that fails, with
+            a message saying what is wrong.
     """
     import tensorflow as tf
 
-    height, width, frames = tf.unstack(declared_size(encoded))
+    format_index = image_format(encoded)
+    size, problem = _header_facts(encoded, format_index)
+    height, width, frames = tf.unstack(size)
     # Each factor within the limit first, so that the products cannot wrap.
     within = tf.reduce_all(
         [
@@ -278,13 +425,26 @@ def check_declared_size(encoded, max_image_pixels):
             height * width * frames <= max_image_pixels,
         ]
     )
-    message = tf.strings.format(
-        size_error_message("{}", "{}", "{}", max_image_pixels),
-        (height, width, frames),
+    message = tf.case(
+        [
+            (tf.not_equal(problem, ""), lambda: problem),
+            (
+                tf.logical_or(height < 1, width < 1),
+                lambda: tf.strings.format(empty_error_message("{}", "{}"), (height, width)),
+            ),
+            (
+                tf.logical_not(within),
+                lambda: tf.strings.format(
+                    size_error_message("{}", "{}", "{}", max_image_pixels),
+                    (height, width, frames),
+                ),
+            ),
+        ],
+        default=lambda: tf.constant(""),
     )
-    check = tf.debugging.Assert(within, [message])
+    check = tf.debugging.Assert(tf.equal(message, ""), [message])
     with tf.control_dependencies([check]):
-        return tf.identity(encoded)
+        return tf.identity(encoded), tf.identity(format_index)
 
 
 def netpbm_header(encoded):
@@ -295,7 +455,7 @@ def netpbm_header(encoded):
 
     Returns:
         ``(magic, width, height, maxval, raster)``: the magic (``"P6"`` or
-        ``"P5"``), int32 width, height and maxval, and the bytes after the
+        ``"P5"``), int64 width, height and maxval, and the bytes after the
         header.
 
     Raises:
@@ -309,20 +469,17 @@ def netpbm_header(encoded):
         encoded, NETPBM_HEADER, "\\1 \\2 \\3 \\4\n", replace_global=False
     )
     raster = tf.strings.regex_replace(encoded, NETPBM_HEADER, "", replace_global=False)
-    check = tf.debugging.assert_less(
-        tf.strings.length(raster),
-        tf.strings.length(encoded),
-        message="Invalid PPM/PGM header: expected 'P6' or 'P5', width, "
-        "height and maxval separated by whitespace or # comments",
+    check = tf.debugging.Assert(
+        tf.strings.length(raster) < tf.strings.length(encoded), [NETPBM_HEADER_ERROR]
     )
     with tf.control_dependencies([check]):
         header = tf.strings.split(
             tf.strings.split(normalised, "\n", maxsplit=1)[0], " "
         )
-    # Numbers of more digits than an int32 holds saturate to its maximum,
+    # Numbers of more digits than an int64 holds saturate to 2**53 or so,
     # which the pixel limit then refuses.
     width, height, maxval = (
-        tf.cast(tf.minimum(tf.strings.to_number(header[index], tf.float64), 2**31 - 1), tf.int32)
+        tf.cast(tf.minimum(tf.strings.to_number(header[index], tf.float64), 2.0**53), tf.int64)
         for index in (1, 2, 3)
     )
     return header[0], width, height, maxval, raster

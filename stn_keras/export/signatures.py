@@ -40,20 +40,24 @@ def export_saved_model(
     """Writes ``model`` as a SavedModel with serving signatures, atomically.
 
     The decoding in ``predict_bytes`` reproduces the training input pipeline:
-    the size the image's header declares is checked against
-    ``max_image_pixels`` before anything is decoded; the image is then
-    decoded to 8- or 16-bit integers and scaled to float32 ``[0, 1]``
-    (value / 255 for 8 bits, value / maxval for PPM); a colour image becomes
-    grey with ``tf.image.rgb_to_grayscale`` (ITU-R 601 luma weights 0.2989,
-    0.5870, 0.1140) for a one-channel model, a grey image is repeated to
-    three channels for an RGB model, and an alpha channel is dropped; the
-    result is resized to the model's input size with
+    the header of each image is checked before anything is decoded (format
+    and variant, at least one pixel, at most ``max_image_pixels``; see
+    `stn_keras.export.image_headers`); the image is then decoded by its
+    format's decoder to 8- or 16-bit integers (never to float: see
+    `stn_keras.export.image_decoding`) and scaled to float32 ``[0, 1]``
+    (value / 255 for 8 bits, value / 65535 for 16-bit PNG, value / maxval
+    for PPM/PGM); a colour image becomes grey with
+    ``tf.image.rgb_to_grayscale`` (ITU-R 601 luma weights 0.2989, 0.5870,
+    0.1140) for a one-channel model, a grey image is repeated to three
+    channels for an RGB model, and an alpha channel is dropped; the result
+    is resized to the model's input size with
     ``tf.image.resize(method=resize_method, antialias=antialias)`` and mapped
-    linearly from ``[0, 1]`` to ``input_range``. GIF animations use their
-    first frame. PPM/PGM is read by this graph (``tf.io.decode_image`` does
-    not know it): binary ``P6``/``P5`` only, with ``#`` comments in the
-    header and 8- or 16-bit samples. The images of one request are decoded
-    one after the other, so that memory holds one decoded image at a time.
+    linearly from ``[0, 1]`` to ``input_range``. Accepted: PNG, JPEG (not
+    CMYK), GIF (first frame), BMP (uncompressed 8-bit palette, 24- and
+    32-bit, top-down too), still WebP and binary PPM/PGM (``P6``/``P5``, read
+    by graph ops, ``#`` comments in the header, 8- or 16-bit samples). The
+    images of one request are decoded one after the other, so that memory
+    holds one decoded image at a time.
 
     The SavedModel is written beside ``export_dir`` and renamed into place
     (see `write_directory_atomically`): an interrupted export never leaves a

@@ -44,7 +44,7 @@ ASSERTION_MESSAGE = re.compile(r"assertion failed: \[(.*)\]")
 # URL paths under /v1/models/ the server knows: GET resources and predict.
 RESOURCE_PATH = re.compile(r"[^/:]+(/versions/[^/:]+)?(/metadata)?")
 PREDICT_PATH = re.compile(r"[^/:]+(/versions/[^/:]+)?:predict")
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 PREDICT_REQUEST_SCHEMA = {
     "type": "object",
@@ -231,9 +231,11 @@ def _add_error_handlers(app):
 
     @app.exception_handler(starlette.exceptions.HTTPException)
     async def http_error(request, error):
+        # Starlette's 405 carries the Allow header HTTP requires with it.
         return fastapi.responses.JSONResponse(
             {"error": f"{error.detail}: {request.method} {request.url.path}"},
             status_code=error.status_code,
+            headers=error.headers,
         )
 
 

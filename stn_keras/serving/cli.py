@@ -81,7 +81,7 @@ def parse_arguments(argv=None):
         help="batches of one signature that may run at once")
     add("--header-timeout-s", type=float, default=http_server.DEFAULT_HEADER_TIMEOUT_S,
         help="seconds a connection has to send a complete request head, after "
-        "opening and after each answer")
+        "opening and after the first byte of each later request")
     add("--body-timeout-s", type=float, default=http_server.DEFAULT_BODY_TIMEOUT_S,
         help="seconds a connection has to send a request body after its head")
     add("--keep-alive-timeout-s", type=float,

@@ -10,7 +10,7 @@ from stn_keras.serving.serving_error import ServingError
 def check_image_sizes(inputs, signature, max_image_pixels, max_request_pixels):
     """Checks the sizes the encoded images of a request declare in their headers.
 
-    Every string input value that is a PNG, JPEG, GIF, BMP or binary PPM/PGM
+    Every string input value that is a PNG, JPEG, GIF, BMP, WebP or binary PPM/PGM
     file counts with the pixels (height x width x frames) its header
     declares; other strings count nothing (the graph refuses what it cannot
     decode).

@@ -14,6 +14,8 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
+import secrets
 
 import numpy as np
 
@@ -21,6 +23,10 @@ from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.serving.serving_error import ServingError
 
 REQUEST_FIELDS = ("inputs", "instances", "signature_name")
+# Where a batch of instances or inputs given as a JSON array starts.
+_BATCH_ARRAY = re.compile(r'"(instances|inputs)"\s*:\s*\[')
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
 # TensorFlow Serving writes string outputs whose name ends so as base64.
 BINARY_OUTPUT_SUFFIX = "_bytes"
 # Kinds of numpy arrays (from JSON) accepted for each kind of input dtype.
@@ -66,7 +72,7 @@ def parse_predict_request(body, model, max_batch_size):
     Raises:
         ServingError: with status 400 naming what was wrong.
     """
-    document = _parse_json(body)
+    document = _parse_document(body)
     if not isinstance(document, dict):
         raise ServingError(
             400,
@@ -102,8 +108,12 @@ def parse_predict_request(body, model, max_batch_size):
         values = _instance_columns(document["instances"], signature)
     else:
         values = _input_columns(document["inputs"], signature)
+    # Booleans become 1.0 and 0.0 in a numeric numpy array; looking for
+    # them costs a walk through the values, needed only when the body holds
+    # the words at all.
+    may_hold_booleans = b"true" in body or b"false" in body
     inputs = {
-        info.name: _to_array(values[info.name], info, signature.name)
+        info.name: _to_array(values[info.name], info, signature.name, may_hold_booleans)
         for info in signature.inputs
     }
     batch_sizes = {
@@ -160,6 +170,83 @@ def format_predict_response(outputs, signature, row_format):
     }
 
 
+def _parse_document(body):
+    """The request's JSON document, a numeric batch read into numpy on the way.
+
+    ``json.loads`` makes a Python object of every number: 1 MB of JSON
+    numbers becomes about 12 MB of floats and lists. So the array of
+    ``instances`` or ``inputs``, when it holds only numbers, is read one
+    instance at a time into one numpy array, and the rest of the document
+    parsed with a placeholder in its place. Any other body, or anything
+    unexpected on the way, is parsed whole by ``json.loads``, whose errors
+    the answer then reports.
+    """
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+    except UnicodeDecodeError:
+        return _parse_json(body)
+    found = _BATCH_ARRAY.search(text)
+    batch = None if found is None else _numeric_batch(text, found.end() - 1)
+    if batch is not None:
+        array, end = batch
+        placeholder = secrets.token_hex(16)
+        try:
+            document = json.loads(f'{text[:found.end() - 1]}"{placeholder}"{text[end:]}')
+        except (json.JSONDecodeError, RecursionError):
+            document = None
+        # The placeholder stands where the document has its batch, and only
+        # there (a key spelt "instances" inside a string would not match).
+        key = found.group(1)
+        if isinstance(document, dict) and document.get(key) == placeholder:
+            document[key] = array
+            return document
+    return _parse_json(body)
+
+
+def _numeric_batch(text, start):
+    """``(array, end)`` of the JSON array of numeric instances at ``start``.
+
+    Returns ``None`` for an empty array, one holding anything but numbers
+    (or lists of them) of one shape and kind, or invalid JSON.
+    """
+    rows = None
+    count = 0
+    position = _WHITESPACE.match(text, start + 1).end()
+    while position < len(text) and text[position] != "]":
+        try:
+            value, end = _DECODER.raw_decode(text, position)
+            row = np.asarray(value)
+        except (json.JSONDecodeError, ValueError, RecursionError):
+            return None
+        if row.dtype.kind not in "iuf" or (rows is not None and row.shape != rows.shape[1:]):
+            return None
+        if rows is None:
+            # Room for as many rows as the text could hold; grown if short.
+            capacity = max(1, (len(text) - start) // max(end - position, 1) + 1)
+            rows = np.empty((capacity, *row.shape), row.dtype)
+        elif count == len(rows):
+            rows = np.concatenate([rows, np.empty_like(rows)])
+        if row.dtype.kind == "f" and rows.dtype.kind != "f":
+            rows = rows.astype(np.float64)
+        rows[count] = row
+        count += 1
+        position = _WHITESPACE.match(text, end).end()
+        if position < len(text) and text[position] == ",":
+            position = _WHITESPACE.match(text, position + 1).end()
+            if position < len(text) and text[position] == "]":
+                return None  # A trailing comma: invalid JSON.
+        elif position < len(text) and text[position] != "]":
+            return None
+    if rows is None or position >= len(text):
+        return None
+    # Booleans would have become numbers; the whole parse refuses them.
+    if text.find("true", start, position) >= 0 or text.find("false", start, position) >= 0:
+        return None
+    # Shrunk in place: the unused capacity is given back without a copy.
+    rows.resize((count, *rows.shape[1:]), refcheck=False)
+    return rows, position + 1
+
+
 def _parse_json(body):
     try:
         return json.loads(body)
@@ -198,6 +285,11 @@ def _input_names(signature):
 
 
 def _instance_columns(instances, signature):
+    names = _input_names(signature)
+    if isinstance(instances, np.ndarray):  # Read by `_numeric_batch`.
+        if len(names) != 1:
+            raise _not_an_instance_object(0, names, signature)
+        return {names[0]: instances}
     if not isinstance(instances, list):
         raise ServingError(
             400,
@@ -208,7 +300,6 @@ def _instance_columns(instances, signature):
         raise ServingError(
             400, "Empty batch: 'instances' is an empty list; send at least one instance."
         )
-    names = _input_names(signature)
     columns = {name: [] for name in names}
     for index, instance in enumerate(instances):
         if isinstance(instance, dict) and not _is_binary(instance):
@@ -224,12 +315,16 @@ def _instance_columns(instances, signature):
         elif len(names) == 1:
             columns[names[0]].append(instance)
         else:
-            raise ServingError(
-                400,
-                f"Instance {index} must be an object with a value for each "
-                f"input {names} of signature {signature.name!r}.",
-            )
+            raise _not_an_instance_object(index, names, signature)
     return columns
+
+
+def _not_an_instance_object(index, names, signature):
+    return ServingError(
+        400,
+        f"Instance {index} must be an object with a value for each input "
+        f"{names} of signature {signature.name!r}.",
+    )
 
 
 def _input_columns(inputs, signature):
@@ -251,12 +346,12 @@ def _input_columns(inputs, signature):
     return {names[0]: inputs}
 
 
-def _to_array(value, info, signature_name):
+def _to_array(value, info, signature_name, may_hold_booleans):
     where = f"Input {info.name!r} of signature {signature_name!r}"
     if info.is_string:
         array = _string_array(value, where)
     else:
-        array = _numeric_array(value, info, where)
+        array = _numeric_array(value, info, where, may_hold_booleans)
     expected = info.shape
     if expected and expected[0] is None and array.ndim >= 1 and array.shape[0] == 0:
         raise ServingError(400, f"Empty batch: {where} has no instances.")
@@ -273,7 +368,7 @@ def _to_array(value, info, signature_name):
     return array
 
 
-def _numeric_array(value, info, where):
+def _numeric_array(value, info, where, may_hold_booleans):
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):
@@ -282,12 +377,20 @@ def _numeric_array(value, info, where):
             f"{where}: the nested lists are ragged; every instance must have "
             "the same shape.",
         )
+    if array.dtype.kind == "O":
+        array = _big_integers_as_numbers(array, info, where)
     accepted = ACCEPTED_KINDS.get(info.dtype.kind, "")
     if array.size and array.dtype.kind not in accepted:
         raise ServingError(
             400,
             f"{where} expects {info.dtype_name} values; received "
             f"{KIND_DESCRIPTIONS.get(array.dtype.kind, array.dtype.name)}.",
+        )
+    if may_hold_booleans and array.dtype.kind in "iuf" and _holds_booleans(value):
+        raise ServingError(
+            400,
+            f"{where} expects {info.dtype_name} values; received booleans "
+            "among the numbers.",
         )
     with np.errstate(over="ignore", invalid="ignore"):
         converted = array.astype(info.dtype)
@@ -305,6 +408,38 @@ def _numeric_array(value, info, where):
             400, f"{where} holds values outside the range of {info.dtype_name}."
         )
     return converted
+
+
+def _big_integers_as_numbers(array, info, where):
+    """An object array of numbers (JSON integers beyond 64 bits) as numbers.
+
+    numpy keeps integers beyond 64 bits as Python objects. A JSON number
+    means the same whatever its spelling, so ``10**30`` is read as ``1e30``
+    for a float input (refused beyond the float range, as ``1e39`` is) and
+    is out of range for an integer input. Other objects are left for the
+    caller to refuse.
+    """
+    leaves = array.ravel().tolist()
+    if not all(type(leaf) in (int, float) for leaf in leaves):
+        return array
+    if info.dtype.kind == "f":
+        return np.array([_as_float(leaf) for leaf in leaves]).reshape(array.shape)
+    raise ServingError(
+        400, f"{where} holds values outside the range of {info.dtype_name}."
+    )
+
+
+def _as_float(number):
+    try:
+        return float(number)
+    except OverflowError:  # Beyond the float64 range: refused as non-finite.
+        return float("inf") if number > 0 else float("-inf")
+
+
+def _holds_booleans(value):
+    if isinstance(value, list):
+        return any(_holds_booleans(item) for item in value)
+    return isinstance(value, bool)
 
 
 def _string_array(value, where):

@@ -1,4 +1,8 @@
-"""`ServerProcess`: the server run as a subprocess on a free loopback port."""
+"""`ServerProcess`: the server run as a subprocess on a free loopback port.
+
+Test and benchmark scaffolding (tests/test_serving*.py, bench/bench_serving.py,
+bench/soak_serving.py); not part of the package.
+"""
 
 import os
 import signal
@@ -9,7 +13,6 @@ import tempfile
 import time
 
 import stn_keras
-
 
 
 def free_port():
