@@ -139,6 +139,37 @@ def test_affine_generator_accepts_matrix_form():
     )
 
 
+def float64_enabled():
+    """JAX holds float64 only with x64 on; the other backends always do."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("transform", sorted(GENERATORS))
+def test_generator_keeps_float64_theta_in_float64(transform):
+    generator_class, options = GENERATORS[transform]
+    generator = generator_class(output_size=(3, 4), **options)
+    with float64_enabled():
+        theta = ops.convert_to_tensor(
+            generator.identity_parameters()[None].astype("float64")
+        )
+        grid = generator(theta)
+        spec = generator.compute_output_spec(
+            keras.KerasTensor((1, generator.num_parameters), "float64")
+        )
+    assert keras.backend.standardize_dtype(grid.dtype) == "float64"
+    assert spec.dtype == "float64"
+    # The identity grid is the pixel-centre lattice to float64 rounding (a
+    # float32 grid would hold -2/3 as -0.66666669, 2e-8 off).
+    x = (2.0 * np.arange(4) + 1.0) / 4.0 - 1.0
+    y = np.array([-2.0 / 3.0, 0.0, 2.0 / 3.0])
+    expected = np.stack(np.broadcast_arrays(x[None, :], y[:, None]), axis=-1)
+    np.testing.assert_allclose(numpy(grid)[0], expected, rtol=0, atol=1e-15)
+
+
 def test_bilinear_interpolation_matches_function_both_layouts():
     rng = np.random.default_rng(2)
     images = rng.normal(size=(2, 6, 5, 3)).astype("float32")
