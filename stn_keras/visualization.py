@@ -14,6 +14,7 @@ from keras import ops  # noqa: E402
 
 from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE  # noqa: E402
 from stn_keras.ops import make_grid  # noqa: E402
+from stn_keras.ops import normalized_to_pixel  # noqa: E402
 
 OUTLINE_COLORS = ("red", "cyan", "yellow", "lime")
 
@@ -87,9 +88,7 @@ def sampled_region_outline(
     )
     height, width = input_size
     sizes = np.asarray([width, height], dtype="float32")
-    if align_corners:
-        return (border + 1.0) * (sizes - 1.0) / 2.0
-    return ((border + 1.0) * sizes - 1.0) / 2.0
+    return normalized_to_pixel(border, sizes, align_corners)
 
 
 def _show(axis, image):

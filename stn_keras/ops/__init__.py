@@ -11,7 +11,9 @@ from stn_keras.ops.grids import check_output_size
 from stn_keras.ops.grids import check_transform
 from stn_keras.ops.grids import identity_parameters
 from stn_keras.ops.grids import make_grid
+from stn_keras.ops.grids import normalized_to_pixel
 from stn_keras.ops.grids import num_parameters
+from stn_keras.ops.grids import pixel_to_normalized
 from stn_keras.ops.grids import projective_grid
 from stn_keras.ops.grids import similarity_grid
 from stn_keras.ops.grids import similarity_matrix

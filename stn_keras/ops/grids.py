@@ -32,15 +32,61 @@ TRANSFORMS = ("affine", "attention", "similarity", "projective", "tps")
 DEFAULT_TPS_GRID_SHAPE = (4, 4)
 
 
+def normalized_to_pixel(coordinate, size, align_corners=False):
+    """Normalised ``[-1, 1]`` coordinates -> pixel coordinates along an axis.
+
+    Pixel ``i`` of an axis of ``size`` pixels is centred at ``i``. With
+    ``align_corners=True``, ``-1`` and ``+1`` are the centres of the first
+    and last pixels: ``(x + 1) / 2 * (size - 1)``. With
+    ``align_corners=False``, they are the outer edges of those pixels,
+    ``-0.5`` and ``size - 0.5``: ``((x + 1) * size - 1) / 2``. These are the
+    conventions, and the float arithmetic, of
+    ``torch.nn.functional.grid_sample``.
+
+    Args:
+        coordinate: normalised coordinates: a number, a numpy array or a
+            backend tensor.
+        size: the number of pixels along the axis: an int, or an array or
+            tensor (of ``coordinate``'s dtype) broadcasting against it.
+        align_corners: the convention, as above.
+
+    Returns:
+        Pixel coordinates of the type of ``coordinate``.
+    """
+    if align_corners:
+        return (coordinate + 1.0) * (0.5 * (size - 1))
+    return ((coordinate + 1.0) * size - 1.0) * 0.5
+
+
+def pixel_to_normalized(pixel, size, align_corners=False):
+    """Pixel coordinates -> normalised ``[-1, 1]`` coordinates along an axis.
+
+    The inverse of `normalized_to_pixel`: ``2 * i / (size - 1) - 1`` with
+    ``align_corners=True`` and ``(2 * i + 1) / size - 1`` with
+    ``align_corners=False``. A single pixel (``size == 1``) sits at ``0``
+    whatever the convention, as torch places it.
+
+    Args:
+        pixel: pixel coordinates (pixel ``i`` centred at ``i``): a number, a
+            numpy array or a backend tensor.
+        size: the number of pixels along the axis: an int, or a tensor
+            of ``pixel``'s dtype.
+        align_corners: the convention of `normalized_to_pixel`.
+
+    Returns:
+        Normalised coordinates of the type of ``pixel``.
+    """
+    span = size - 1 if align_corners else size
+    # max(span, 1) only matters for a single pixel, whose numerator is 0.
+    span = ops.maximum(span, 1) if ops.is_tensor(span) else max(span, 1)
+    return (2.0 * pixel - (size - 1)) / span
+
+
 def _normalised_coordinates(size, align_corners):
-    """Pixel-centre coordinates of an axis of ``size`` pixels in [-1, 1]."""
-    if size == 1:
-        # torch places the single sample at the centre whatever the convention.
-        return np.zeros((1,), dtype=np.float64)
-    coordinates = np.linspace(-1.0, 1.0, size, dtype=np.float64)
-    if not align_corners:
-        coordinates = coordinates * (size - 1) / size
-    return coordinates
+    """Pixel-centre coordinates of an axis of ``size`` pixels, in float64."""
+    return pixel_to_normalized(
+        np.arange(size, dtype=np.float64), size, align_corners
+    )
 
 
 def spatial_rank_of(output_size):
