@@ -43,6 +43,21 @@ def test_transformer_model_returns_images_and_theta_of_each_transformer(nested):
     assert tuple(layer.input.shape) == (None, 28, 28, 1)
 
 
+def test_transformer_model_reaches_into_a_sequential_sub_model():
+    model = build_st_cnn(nested=True)
+    (layer,) = spatial_transformers(model)
+    block = keras.Sequential(
+        [keras.layers.Rescaling(2.0, name="double"), layer], name="sequential_block"
+    )
+    inputs = keras.Input((28, 28, 1))
+    outer = keras.Model(inputs, block(inputs))
+    images = random_images(2, (28, 28, 1), seed=2)
+    transformed, theta = transformer_model(outer).predict(images, verbose=0)
+    expected_images, expected_theta = transformer_with_theta(layer, images * 2.0)
+    np.testing.assert_allclose(theta, expected_theta, atol=1e-6)
+    np.testing.assert_allclose(transformed, expected_images, atol=1e-5)
+
+
 def test_paths_lead_from_the_model_to_the_nested_layer():
     model = build_st_cnn(nested=True)
     ((path, layer),) = find_spatial_transformers(model)

@@ -268,6 +268,35 @@ def test_spatial_transformer_theta_and_output_size():
     assert transformer.localization_net.layers[0].input.shape[1:3] == (8, 6)
 
 
+def test_localize_and_sample_are_the_two_halves_of_call():
+    # Linear features: no ReLU can zero them all and leave theta the identity.
+    linear_net = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(8)])
+    transformer = layers.SpatialTransformer(
+        linear_net, output_size=(16, 18), localization_downsample=2, return_theta=True
+    )
+    images = random_images((3, 20, 24, 2))
+    transformer.localize(images)  # builds the layer
+    kernel = transformer.regression.kernel
+    kernel.assign(np.random.default_rng(3).normal(0, 0.05, kernel.shape))
+    theta = numpy(transformer.localize(images))
+    output, expected_theta = transformer(images)
+    np.testing.assert_array_equal(theta, numpy(expected_theta))
+    # Theta depends on the image: the regression is no longer the identity.
+    assert np.abs(theta - theta[:1]).max() > 1e-4
+    np.testing.assert_array_equal(
+        numpy(transformer.sample(images, theta)), numpy(output)
+    )
+
+
+def test_sample_with_a_chosen_theta_flips_the_image():
+    transformer = layers.SpatialTransformer(localization_net())
+    images = random_images((2, 12, 10, 3))
+    # x -> -x maps each pixel centre onto its mirror image.
+    flip = np.tile(np.array([[-1, 0, 0, 0, 1, 0]], "float32"), (2, 1))
+    flipped = transformer.sample(images, flip)
+    np.testing.assert_allclose(numpy(flipped), images[:, :, ::-1], atol=1e-6)
+
+
 def test_spatial_transformer_channels_first():
     transformer = layers.SpatialTransformer(
         keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)]),

@@ -66,7 +66,8 @@ class SpatialTransformer(keras.layers.Layer):
             on SVHN); adaptive optimisers such as Adam largely normalise it
             away.
         return_theta: also return ``theta``, ``(batch, num_parameters)``,
-            for visualisation.
+            for visualisation. Without it, `localize` computes ``theta``
+            and `sample` the output for a given ``theta``.
         data_format: ``"channels_last"``, ``"channels_first"`` or ``None``.
         **kwargs: base ``keras.layers.Layer`` arguments.
 
@@ -88,8 +89,12 @@ class SpatialTransformer(keras.layers.Layer):
     ...     keras.layers.Dense(20, activation="relu"),
     ... ])
     >>> transformer = SpatialTransformer(localization_net, output_size=(28, 28))
-    >>> tuple(transformer(np.zeros((2, 42, 42, 1), "float32")).shape)
+    >>> images = np.zeros((2, 42, 42, 1), "float32")
+    >>> tuple(transformer(images).shape)
     (2, 28, 28, 1)
+    >>> theta = transformer.localize(images)  # the identity at initialisation
+    >>> tuple(theta.shape), tuple(transformer.sample(images, theta).shape)
+    ((2, 6), (2, 28, 28, 1))
     """
 
     def __init__(
@@ -228,16 +233,43 @@ class SpatialTransformer(keras.layers.Layer):
             data_format=self.data_format,
         )
 
-    def call(self, inputs, training=None):
+    def localize(self, inputs, training=None):
+        """The transform parameters ``theta`` the layer computes for ``inputs``.
+
+        The first half of `call`: the (optionally downsampled) input through
+        the localisation network and the regression head. With `sample`, it
+        gives both ``theta`` and the output of one pass, whatever
+        ``return_theta`` says.
+
+        Args:
+            inputs: a batch the layer accepts (see the class's input shape).
+            training: passed to the localisation network.
+
+        Returns:
+            ``(batch, num_parameters)`` float32 parameters.
+        """
+        if not self.built:
+            self.build(tuple(inputs.shape))
         images = ops.cast(inputs, self.compute_dtype)
-        localization_input = images
         if self.localization_downsample > 1:
-            localization_input = self._downsample(images)
-        features = self.localization_net(localization_input, training=training)
+            images = self._downsample(images)
+        features = self.localization_net(images, training=training)
         features = ops.reshape(features, (ops.shape(features)[0], -1))
-        theta = self.regression(features)
-        theta = ops.cast(theta, "float32")
-        theta = scale_gradient(theta, self.localization_learning_rate_multiplier)
+        theta = ops.cast(self.regression(features), "float32")
+        return scale_gradient(theta, self.localization_learning_rate_multiplier)
+
+    def sample(self, inputs, theta):
+        """``inputs`` sampled on the grid of ``theta``: the second half of `call`.
+
+        Args:
+            inputs: a batch the layer accepts.
+            theta: ``(batch, num_parameters)`` parameters, from `localize` or
+                chosen by hand.
+
+        Returns:
+            The transformed batch, of spatial size ``output_size``.
+        """
+        images = ops.cast(inputs, self.compute_dtype)
         grid = grids.make_grid(
             self.transform,
             theta,
@@ -245,7 +277,7 @@ class SpatialTransformer(keras.layers.Layer):
             align_corners=self.align_corners,
             grid_shape=self.grid_shape,
         )
-        output = sampling.grid_sample(
+        return sampling.grid_sample(
             images,
             grid,
             mode=self.mode,
@@ -253,6 +285,10 @@ class SpatialTransformer(keras.layers.Layer):
             align_corners=self.align_corners,
             data_format=self.data_format,
         )
+
+    def call(self, inputs, training=None):
+        theta = self.localize(inputs, training=training)
+        output = self.sample(inputs, theta)
         if self.return_theta:
             return [output, theta]
         return output
