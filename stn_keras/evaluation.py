@@ -59,7 +59,7 @@ class TransformerView:
     name: str
     transform: str
     align_corners: bool
-    grid_shape: tuple
+    control_shape: tuple
     images: np.ndarray
     theta: np.ndarray
 
@@ -182,7 +182,7 @@ def _keras_transformer_views(model, images):
             name=layer.name,
             transform=layer.transform,
             align_corners=layer.align_corners,
-            grid_shape=tuple(layer.grid_shape),
+            control_shape=tuple(layer.control_shape),
             images=np.asarray(outputs[2 * index], "float32"),
             theta=np.asarray(outputs[2 * index + 1], "float32"),
         )
@@ -210,7 +210,7 @@ def _saved_model_transformer_views(loaded, path, input_shape):
                 name=entry["name"],
                 transform=entry["transform"],
                 align_corners=entry["align_corners"],
-                grid_shape=tuple(entry["grid_shape"]),
+                control_shape=tuple(entry["grid_shape"]),
                 images=outputs[f"{entry['name']}_images"].numpy(),
                 theta=outputs[f"{entry['name']}_theta"].numpy(),
             )
@@ -370,7 +370,7 @@ def draw_transformer_views(views, images, labels, predictions, class_names, path
             tuple(view.images.shape[1:3]),
             input_size,
             align_corners=view.align_corners,
-            grid_shape=view.grid_shape,
+            control_shape=view.control_shape,
         )
         for view in views
     ]

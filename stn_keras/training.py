@@ -197,8 +197,8 @@ def build_configured_model(config, image_shape, num_classes):
         image_shape,
         num_classes,
         transform=config["transform"],
-        loc_conv=config["loc_conv"],
-        loc_activation=config["loc_activation"],
+        localization_convolution=config["localization_convolution"],
+        localization_activation=config["localization_activation"],
         **config["model_options"],
     )
 

@@ -167,10 +167,10 @@ def test_saved_model_transformer_views_equal_the_keras_models(
     assert [view.name for view in from_saved] == [view.name for view in from_keras]
     assert len(from_keras) == 1
     for saved, direct in zip(from_saved, from_keras):
-        assert (saved.transform, saved.align_corners, saved.grid_shape) == (
+        assert (saved.transform, saved.align_corners, saved.control_shape) == (
             direct.transform,
             direct.align_corners,
-            direct.grid_shape,
+            direct.control_shape,
         )
         np.testing.assert_allclose(saved.theta, direct.theta, atol=1e-5)
         np.testing.assert_allclose(saved.images, direct.images, atol=1e-5)

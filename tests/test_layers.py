@@ -18,7 +18,7 @@ GENERATORS = {
     "attention": (layers.AttentionGridGenerator, {}),
     "similarity": (layers.SimilarityGridGenerator, {}),
     "projective": (layers.ProjectiveGridGenerator, {}),
-    "tps": (layers.TPSGridGenerator, {"grid_shape": (3, 4)}),
+    "tps": (layers.TPSGridGenerator, {"control_shape": (3, 4)}),
 }
 
 
@@ -118,7 +118,7 @@ def test_generator_matches_function_and_round_trips_config(transform):
         theta,
         (7, 5),
         align_corners=True,
-        grid_shape=options.get("grid_shape", stn_ops.DEFAULT_TPS_GRID_SHAPE),
+        control_shape=options.get("control_shape", stn_ops.DEFAULT_TPS_CONTROL_SHAPE),
     )
     np.testing.assert_array_equal(numpy(generator(theta)), numpy(expected))
     clone = generator_class.from_config(generator.get_config())
@@ -238,7 +238,7 @@ def test_coord_conv_config_round_trip():
 @pytest.mark.parametrize("transform", sorted(GENERATORS))
 def test_spatial_transformer_starts_as_identity(transform):
     transformer = layers.SpatialTransformer(
-        localization_net(), transform=transform, grid_shape=(3, 3)
+        localization_net(), transform=transform, control_shape=(3, 3)
     )
     images = random_images((2, 12, 10, 3))
     np.testing.assert_allclose(
@@ -429,8 +429,8 @@ def test_mixed_precision_keeps_float32_grid_and_close_outputs():
             "align_corners",
         ),
         (
-            lambda: layers.TPSGridGenerator(output_size=3, grid_shape=(4,)),
-            "grid_shape",
+            lambda: layers.TPSGridGenerator(output_size=3, control_shape=(4,)),
+            "control_shape",
         ),
         (lambda: layers.BilinearInterpolation(padding_mode="edge"), "padding_mode"),
         (lambda: layers.BilinearInterpolation(data_format="NCHW"), "data_format"),

@@ -1,5 +1,7 @@
 """Models: registry, architectures, parameter counts, transformer outputs."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -93,7 +95,7 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
 
 
 def test_coordconv_kernels_count_the_coordinate_channels_in_their_fan_in():
-    model = build_model("st_cnn", (28, 28, 1), 10, loc_conv="coordconv", initialization="fan_in_uniform")
+    model = build_model("st_cnn", (28, 28, 1), 10, localization_convolution="coordconv", initialization="fan_in_uniform")
     kernel = next(v for v in model.trainable_variables if "conv_1/convolution/kernel" in v.path)
     assert kernel.shape == (5, 5, 3, 20)  # the image and the two coordinate channels
     assert np.abs(kernel.numpy()).max() <= 1 / np.sqrt(75)
@@ -169,12 +171,43 @@ def test_every_transform_builds(transform, num_parameters):
 
 def test_coordconv_and_leaky_relu_options_reach_the_localisation_net():
     model = build_model(
-        "st_cnn", (28, 28, 1), 10, loc_conv="coordconv", loc_activation="leaky_relu"
+        "st_cnn",
+        (28, 28, 1),
+        10,
+        localization_convolution="coordconv",
+        localization_activation="leaky_relu",
     )
     net = spatial_transformers(model)[0].localization_net
     kinds = {type(layer).__name__ for layer in net.layers}
     assert {"CoordConv", "LeakyReLU"} <= kinds
     assert "Conv2D" not in kinds and "ReLU" not in kinds
+
+
+def test_options_under_their_old_names_build_the_same_model():
+    # What a run's config.json of before the renames passes to build_model.
+    old = {"loc_conv": "coordconv", "loc_activation": "leaky_relu", "grid_shape": [3, 3]}
+    new = {
+        "localization_convolution": "coordconv",
+        "localization_activation": "leaky_relu",
+        "control_shape": [3, 3],
+    }
+    built = []
+    for options in (old, new):
+        keras.backend.clear_session()  # the same automatic names
+        keras.utils.set_random_seed(5)
+        with pytest.warns(DeprecationWarning) if options is old else contextlib.nullcontext():
+            built.append(build_model("st_cnn", (28, 28, 1), 10, transform="tps", **options))
+    assert built[0].get_config() == built[1].get_config()
+    for before, after in zip(built[0].get_weights(), built[1].get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert spatial_transformers(built[0])[0].control_shape == (3, 3)
+
+
+def test_old_and_new_option_names_together_are_an_error():
+    with pytest.raises(ValueError, match="`loc_conv` is the old name of `localization_convolution`"):
+        build_model(
+            "st_cnn", (28, 28, 1), 10, localization_convolution="conv", loc_conv="coordconv"
+        )
 
 
 @pytest.mark.parametrize(
@@ -252,10 +285,10 @@ def test_bad_arguments(arguments, message):
     "name, options, message",
     [
         ("st_cnn", {"transform": "spline"}, "Unknown transform. Expected one of ('affine'"),
-        ("st_cnn", {"loc_conv": "dense"}, "Unknown loc_conv. Expected one of ('conv', 'coordconv')"),
-        ("st_cnn", {"loc_activation": "tanh"}, "Expected one of ('relu', 'leaky_relu')"),
+        ("st_cnn", {"localization_convolution": "dense"}, "Unknown localization_convolution. Expected one of ('conv', 'coordconv')"),
+        ("st_cnn", {"localization_activation": "tanh"}, "Expected one of ('relu', 'leaky_relu')"),
         ("cnn", {"transform": "tps"}, "Model 'cnn' has no spatial transformer, so transform"),
-        ("st_fcn", {"loc_conv": "coordconv"}, "fully connected localisation net"),
+        ("st_fcn", {"localization_convolution": "coordconv"}, "fully connected localisation net"),
         ("st_cnn", {"filterz": 3}, "Unknown option(s) ['filterz'] for model 'st_cnn'"),
         ("st_cnn", {"num_transformers": 0}, "`num_transformers` must be an int >= 1"),
     ],

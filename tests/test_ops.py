@@ -419,7 +419,7 @@ def test_float64_stays_float64():
         (lambda: stn_ops.affine_grid(np.zeros((1, 6)), (0, 3)), "output_size"),
         (lambda: stn_ops.affine_grid(np.zeros((1, 6)), (3,)), "output_size"),
         (lambda: stn_ops.affine_grid(np.zeros((1, 6)), 2.5), "output_size"),
-        (lambda: stn_ops.tps_grid(np.zeros((1, 2)), 3, (1, 1)), "grid_shape"),
+        (lambda: stn_ops.tps_grid(np.zeros((1, 2)), 3, (1, 1)), "control_shape"),
         (lambda: stn_ops.make_grid("shear", np.zeros((1, 6)), 3), "shear"),
         (
             lambda: stn_ops.bilinear_sample(

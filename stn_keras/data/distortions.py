@@ -36,7 +36,7 @@ import numpy as np
 from keras import ops
 
 from stn_keras.data.distortion_result import DistortionResult
-from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
 from stn_keras.ops import make_grid
 from stn_keras.ops import bilinear_sample
 from stn_keras.ops import tps_control_points
@@ -84,7 +84,7 @@ def _sampler(backend, transform, output_size, grid_shape, quantise, compiled, pa
 
     def sample(images, theta):
         grid = make_grid(
-            transform, theta, output_size, grid_shape=grid_shape
+            transform, theta, output_size, control_shape=grid_shape
         )
         output = bilinear_sample(ops.cast(images, "float32"), grid, padding_mode=padding_mode)
         # A projective map can send some target pixels to infinity; they have
@@ -117,7 +117,7 @@ def sampler_compilation(compile_sampler):
         _compile_sampler.reset(token)
 
 
-def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE,
+def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_CONTROL_SHAPE,
          padding_mode="zeros"):
     """Samples every image at its ``theta`` on the current backend, by chunks.
 
@@ -298,7 +298,7 @@ def projective(images, rng, scale_range=(0.75, 1.0), corner_noise_std=5.0):
 
 
 def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
-            grid_shape=DEFAULT_TPS_GRID_SHAPE):
+            grid_shape=DEFAULT_TPS_CONTROL_SHAPE):
     """E: scale, then a thin-plate spline whose control points move randomly.
 
     The spline maps each control point ``c`` of the output to

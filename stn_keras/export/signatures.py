@@ -222,7 +222,7 @@ def _transformer_metadata(layer):
         "name": layer.name,
         "transform": layer.transform,
         "align_corners": layer.align_corners,
-        "grid_shape": list(layer.grid_shape),
+        "grid_shape": list(layer.control_shape),
         "input_shape": list(layer.input.shape[1:]),
     }
 

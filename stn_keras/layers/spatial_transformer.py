@@ -10,6 +10,7 @@ from stn_keras.validation import check_bool
 from stn_keras.validation import check_data_format
 from stn_keras.validation import check_int
 from stn_keras.validation import check_number
+from stn_keras.validation import with_current_names
 
 
 def scale_gradient(x, multiplier):
@@ -50,7 +51,7 @@ class SpatialTransformer(keras.layers.Layer):
             ``"attention"`` (3: scale, tx, ty), ``"similarity"`` (4: angle,
             scale, tx, ty), ``"projective"`` (8) or ``"tps"`` (thin-plate
             spline, two per control point).
-        grid_shape: ``(rows, columns)`` of the TPS control lattice.
+        control_shape: ``(rows, columns)`` of the TPS control lattice.
         mode: the sampling kernel: ``"bilinear"`` (trilinear on volumes),
             ``"nearest"`` (passes no gradient to theta) or ``"bicubic"``
             (images only).
@@ -102,7 +103,7 @@ class SpatialTransformer(keras.layers.Layer):
         localization_net,
         output_size=None,
         transform="affine",
-        grid_shape=grids.DEFAULT_TPS_GRID_SHAPE,
+        control_shape=grids.DEFAULT_TPS_CONTROL_SHAPE,
         mode="bilinear",
         padding_mode="zeros",
         align_corners=False,
@@ -129,7 +130,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.transform = grids.check_transform(
             transform, grids.spatial_rank_of(output_size or ())
         )
-        self.grid_shape = grids.check_grid_shape(grid_shape)
+        self.control_shape = grids.check_control_shape(control_shape)
         self.mode = sampling.check_mode(mode)
         self.padding_mode = sampling.check_padding_mode(padding_mode)
         self.align_corners = check_bool("align_corners", align_corners)
@@ -146,12 +147,12 @@ class SpatialTransformer(keras.layers.Layer):
 
     def num_parameters(self, spatial_rank=2):
         """Parameters the head regresses, for images (2) or volumes (3)."""
-        return grids.num_parameters(self.transform, self.grid_shape, spatial_rank)
+        return grids.num_parameters(self.transform, self.control_shape, spatial_rank)
 
     def identity_parameters(self, spatial_rank=2):
         """Parameters of the identity transform, for images or volumes."""
         return grids.identity_parameters(
-            self.transform, self.grid_shape, spatial_rank
+            self.transform, self.control_shape, spatial_rank
         )
 
     def _spatial_size(self, input_shape):
@@ -275,7 +276,7 @@ class SpatialTransformer(keras.layers.Layer):
             theta,
             self._output_size(images.shape),
             align_corners=self.align_corners,
-            grid_shape=self.grid_shape,
+            control_shape=self.control_shape,
         )
         return sampling.grid_sample(
             images,
@@ -318,7 +319,7 @@ class SpatialTransformer(keras.layers.Layer):
                 ),
                 "output_size": self.output_size,
                 "transform": self.transform,
-                "grid_shape": self.grid_shape,
+                "control_shape": self.control_shape,
                 "mode": self.mode,
                 "padding_mode": self.padding_mode,
                 "align_corners": self.align_corners,
@@ -334,10 +335,12 @@ class SpatialTransformer(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        # Files saved before the TPS lattice argument was renamed.
-        if "tps_grid_shape" in config:
-            config["grid_shape"] = config.pop("tps_grid_shape")
+        # Files saved before the TPS lattice argument was renamed, twice.
+        config = with_current_names(
+            config,
+            {"tps_grid_shape": "control_shape", "grid_shape": "control_shape"},
+            f"the config of SpatialTransformer '{config.get('name')}'",
+        )
         config["localization_net"] = keras.saving.deserialize_keras_object(
             config["localization_net"]
         )
