@@ -37,7 +37,7 @@ PROBABILITY_EPSILON = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
-    """A loaded model: how to predict, its shapes and identity.
+    """A loaded model: how to predict, its shapes and provenance.
 
     ``transformer_views`` maps a float batch to the
     :class:`TransformerView` of each transformer that samples the model's
@@ -48,7 +48,7 @@ class TrainedModel:
     predict: object
     input_shape: tuple
     num_classes: int
-    identity: dict
+    provenance: dict
     transformer_views: object = None
 
 
@@ -105,7 +105,7 @@ def load_trained_model(path, batch_size=256):
             f"{error}). Pass the model.keras of a finished run or a "
             "saved_model/ directory."
         ) from error
-    identity = {
+    provenance = {
         "path": str(path),
         "format": "keras",
         "name": model.name,
@@ -118,7 +118,7 @@ def load_trained_model(path, batch_size=256):
         ),
         input_shape=tuple(model.input_shape[1:]),
         num_classes=int(model.output_shape[-1]),
-        identity=identity,
+        provenance=provenance,
         transformer_views=lambda images: _keras_transformer_views(model, images),
     )
 
@@ -154,7 +154,7 @@ def _load_saved_model(path, batch_size):
         (probabilities,) = signature(tf.constant(images)).values()
         return probabilities.numpy()
 
-    identity = {
+    provenance = {
         "path": str(path),
         "format": "saved_model",
         "sha256": _sha256(path / "saved_model.pb"),
@@ -164,7 +164,7 @@ def _load_saved_model(path, batch_size):
         predict=_batched(predict, batch_size),
         input_shape=input_shape,
         num_classes=int(output_spec.shape[-1]),
-        identity=identity,
+        provenance=provenance,
         transformer_views=_saved_model_transformer_views(
             loaded, path, input_shape
         ),
@@ -172,7 +172,7 @@ def _load_saved_model(path, batch_size):
 
 
 def _keras_transformer_views(model, images):
-    transformers = models.spatial_transformers(model)
+    transformers = models.spatial_transformer_layers(model)
     input_shape = tuple(model.input_shape[1:])
     if not transformers:
         return []
@@ -451,7 +451,7 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
     metrics.update(
         {
             "split": split,
-            "model": trained.identity,
+            "model": trained.provenance,
             "data": {
                 "name": dataset.name,
                 "distortion": dataset.distortion,

@@ -263,11 +263,11 @@ def test_displayable_images():
 def test_outline_points_are_where_the_transformer_samples():
     from scipy import ndimage
 
-    from stn_keras.models import spatial_transformers
+    from stn_keras.models import spatial_transformer_layers
     from stn_keras.models import transformer_model
 
     model = build_model("st_cnn", (28, 28, 1), 3)
-    regression = spatial_transformers(model)[0].regression
+    regression = spatial_transformer_layers(model)[0].regression
     theta = np.array([0.6, -0.3, 0.2, 0.25, 0.7, -0.1], "float32")
     regression.bias.assign(theta)
     image = np.random.default_rng(4).random((1, 28, 28, 1)).astype("float32")

@@ -9,7 +9,7 @@ from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
 from serving_helpers import random_images
 from stn_keras.models.introspection import find_spatial_transformers
-from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import spatial_transformer_layers
 from stn_keras.models.introspection import transformer_model
 
 
@@ -28,7 +28,7 @@ def transformer_with_theta(layer, images):
 def test_transformer_model_returns_images_and_theta_of_each_transformer(nested):
     model = build_st_cnn(nested=nested)
     images = random_images(3, (28, 28, 1), seed=1)
-    (layer,) = spatial_transformers(model)
+    (layer,) = spatial_transformer_layers(model)
     transformed, theta = transformer_model(model).predict(images, verbose=0)
     # The nested transformer sits after a Rescaling(0.5, offset=0.25).
     expected_images, expected_theta = transformer_with_theta(
@@ -45,7 +45,7 @@ def test_transformer_model_returns_images_and_theta_of_each_transformer(nested):
 
 def test_transformer_model_reaches_into_a_sequential_sub_model():
     model = build_st_cnn(nested=True)
-    (layer,) = spatial_transformers(model)
+    (layer,) = spatial_transformer_layers(model)
     block = keras.Sequential(
         [keras.layers.Rescaling(2.0, name="double"), layer], name="sequential_block"
     )
@@ -75,7 +75,7 @@ def test_transformers_of_a_localisation_net_are_not_listed():
     inputs = keras.Input((8, 8, 1))
     outer = SpatialTransformer(localization_net, name="outer")
     model = keras.Model(inputs, outer(inputs))
-    assert [layer.name for layer in spatial_transformers(model)] == ["outer"]
+    assert [layer.name for layer in spatial_transformer_layers(model)] == ["outer"]
 
 
 def test_model_without_transformer_has_none():

@@ -10,7 +10,7 @@ import stn_keras  # noqa: F401
 from stn_keras.models import MODELS
 from stn_keras.models import build_model
 from stn_keras.models import has_spatial_transformer
-from stn_keras.models import spatial_transformers
+from stn_keras.models import spatial_transformer_layers
 from stn_keras.models import transformer_model
 from tiny_data import shapes
 
@@ -73,7 +73,7 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
     input_shape = (32, 32, 3) if name == "compact_st_cnn" else (42, 42, 1)
     keras.utils.set_random_seed(0)
     model = build_model(name, input_shape, 10, initialization="fan_in_uniform")
-    heads = {id(variable) for layer in spatial_transformers(model) for variable in layer.regression.weights}
+    heads = {id(variable) for layer in spatial_transformer_layers(model) for variable in layer.regression.weights}
     kernels = [v for v in model.trainable_variables if v.path.endswith("kernel") and id(v) not in heads]
     for kernel in kernels:
         bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))  # e.g. 1/9 for conv_1's 9x9x1
@@ -85,7 +85,7 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
         assert np.abs(bias.numpy()).max() <= bound and np.abs(bias.numpy()).max() > 0, bias.path
         # Drawn apart from the kernel, not a copy of its first values.
         assert not np.allclose(bias.numpy(), values.reshape(-1)[: bias.shape[0]]), bias.path
-    for layer in spatial_transformers(model):
+    for layer in spatial_transformer_layers(model):
         np.testing.assert_array_equal(layer.regression.kernel.numpy(), 0.0)
         np.testing.assert_array_equal(layer.regression.bias.numpy(), [1, 0, 0, 0, 1, 0])
     keras.utils.set_random_seed(0)
@@ -152,7 +152,7 @@ def test_transformer_model_returns_each_transformer_in_order():
     sub_model = transformer_model(model)
     shapes_out = [tuple(output.shape) for output in sub_model.outputs]
     assert shapes_out == [(None, 32, 32, 3), (None, 6), (None, 5, 5, 6), (None, 6)]
-    assert [layer.name for layer in spatial_transformers(model)] == [
+    assert [layer.name for layer in spatial_transformer_layers(model)] == [
         "transformer_1",
         "transformer_2",
     ]
@@ -177,7 +177,7 @@ def test_coordconv_and_leaky_relu_options_reach_the_localisation_net():
         localization_convolution="coordconv",
         localization_activation="leaky_relu",
     )
-    net = spatial_transformers(model)[0].localization_net
+    net = spatial_transformer_layers(model)[0].localization_net
     kinds = {type(layer).__name__ for layer in net.layers}
     assert {"CoordConv", "LeakyReLU"} <= kinds
     assert "Conv2D" not in kinds and "ReLU" not in kinds
@@ -200,7 +200,7 @@ def test_options_under_their_old_names_build_the_same_model():
     assert built[0].get_config() == built[1].get_config()
     for before, after in zip(built[0].get_weights(), built[1].get_weights()):
         np.testing.assert_array_equal(before, after)
-    assert spatial_transformers(built[0])[0].control_shape == (3, 3)
+    assert spatial_transformer_layers(built[0])[0].control_shape == (3, 3)
 
 
 def test_old_and_new_option_names_together_are_an_error():
@@ -220,7 +220,7 @@ def test_localization_learning_rate_multiplier_scales_the_localisation_step(
     # A zero multiplier freezes the localisation net under SGD while the
     # classifier still learns: the option reaches the transformer.
     model = build_model(name, input_shape, 3, localization_learning_rate_multiplier=0.0)
-    transformer = spatial_transformers(model)[0]
+    transformer = spatial_transformer_layers(model)[0]
     assert transformer.localization_learning_rate_multiplier == 0.0
     before_localization = [w.numpy().copy() for w in transformer.trainable_weights]
     before_logits = model.get_layer("logits").kernel.numpy().copy()
@@ -254,7 +254,7 @@ def test_probabilities_stay_float32_under_mixed_precision():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
-    transformer = spatial_transformers(model)[0]
+    transformer = spatial_transformer_layers(model)[0]
     assert transformer.localization_net.layers[0].compute_dtype == "bfloat16"
 
 

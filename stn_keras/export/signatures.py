@@ -16,7 +16,7 @@ from stn_keras.export.names import IMAGES_INPUT
 from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
 from stn_keras.export.names import TRANSFORMERS_METADATA
 from stn_keras.export.names import TRANSFORMS_SIGNATURE
-from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import spatial_transformer_layers
 from stn_keras.models.introspection import transformer_model
 from stn_keras.validation import check_bool
 from stn_keras.validation import check_choice
@@ -119,7 +119,7 @@ def export_saved_model(
     signatures = [SERVING_DEFAULT_SIGNATURE]
     if _add_bytes_endpoint(archive, probabilities, options):
         signatures.append(BYTES_SIGNATURE)
-    transformers = spatial_transformers(model)
+    transformers = spatial_transformer_layers(model)
     if transformers:
         transforms = transformer_model(model)
         archive.add_endpoint(

@@ -36,7 +36,7 @@ def find_spatial_transformers(model):
     return found
 
 
-def spatial_transformers(model):
+def spatial_transformer_layers(model):
     """The `SpatialTransformer` layers of ``model`` in graph order, nested ones included."""
     return [layer for _, layer in find_spatial_transformers(model)]
 
@@ -55,7 +55,7 @@ def transformer_model(model):
     Returns:
         A ``keras.Model`` returning the flat list ``[images_1, theta_1,
         images_2, theta_2, ...]``, one pair per transformer of
-        `spatial_transformers`: the transformer's output and its
+        `spatial_transformer_layers`: the transformer's output and its
         ``(batch, num_parameters)`` float32 parameters. ``None`` when the
         model has no spatial transformer.
     """
