@@ -26,8 +26,8 @@ MAPPING_FLAGS = {
 # Choices that live with the models rather than in the settings schema.
 MODEL_CHOICES = {
     "transform": TRANSFORMS,
-    "loc_conv": LOCALIZATION_CONVOLUTIONS,
-    "loc_activation": LOCALIZATION_ACTIVATIONS,
+    "localization_convolution": LOCALIZATION_CONVOLUTIONS,
+    "localization_activation": LOCALIZATION_ACTIVATIONS,
 }
 
 

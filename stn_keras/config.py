@@ -18,6 +18,7 @@ from stn_keras.validation import check_bool
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 from stn_keras.validation import check_number
+from stn_keras.validation import with_current_names
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LR_SCHEDULES = ("constant", "step", "cosine")
@@ -216,8 +217,10 @@ OPTIONS = {
         choices=tuple(models.MODELS),
     ),
     "transform": Option(None, "transformer's transform; unset means affine", _optional(_text)),
-    "loc_conv": Option(None, "localisation net convolutions; unset means conv", _optional(_text)),
-    "loc_activation": Option(
+    "localization_convolution": Option(
+        None, "localisation net convolutions; unset means conv", _optional(_text)
+    ),
+    "localization_activation": Option(
         None, "localisation net activation; unset means relu", _optional(_text)
     ),
     "model_options": Option({}, "extra keyword arguments of the model builder", _mapping),
@@ -316,6 +319,12 @@ OPTIONS = {
     ),
 }
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
+# Old names of settings (old name -> new): config files and the config.json
+# of runs written before the renames still read.
+RENAMED_SETTINGS = {
+    "loc_conv": "localization_convolution",
+    "loc_activation": "localization_activation",
+}
 
 
 def read_config_file(path):
@@ -349,7 +358,8 @@ def read_config_file(path):
             f"Config file '{path}' must hold a mapping of settings. "
             f"Received: {type(values).__name__}"
         )
-    return {str(key).replace("-", "_"): value for key, value in values.items()}
+    values = {str(key).replace("-", "_"): value for key, value in values.items()}
+    return with_current_names(values, RENAMED_SETTINGS, f"config file '{path}'")
 
 
 def _yaml():
@@ -396,8 +406,8 @@ def check_config(config):
     models.check_transformer_options(
         checked["model"],
         checked["transform"],
-        checked["loc_conv"],
-        checked["loc_activation"],
+        checked["localization_convolution"],
+        checked["localization_activation"],
     )
     return checked
 
@@ -417,7 +427,7 @@ def resolve_config(settings=None, config_path=None):
         values = read_config_file(config_path)
         _check_known(values, f"config file '{config_path}'")
         config.update(values)
-    settings = dict(settings or {})
+    settings = with_current_names(settings or {}, RENAMED_SETTINGS, "the arguments")
     _check_known(settings, "arguments")
     config.update(settings)
     return check_config(config)
@@ -429,6 +439,7 @@ def complete_saved_config(saved):
     ``config.json`` records every setting, so only settings added after the
     run started are missing; their defaults reproduce what the run did.
     """
+    saved = with_current_names(saved, RENAMED_SETTINGS, "the saved configuration")
     return check_config({**DEFAULTS, **saved})
 
 

@@ -37,7 +37,7 @@ PROBABILITY_EPSILON = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
-    """A loaded model: how to predict, its shapes and identity.
+    """A loaded model: how to predict, its shapes and provenance.
 
     ``model`` is the Keras model of a ``.keras`` file (``None`` for a
     SavedModel). ``transformer_views`` maps a float batch to the
@@ -49,7 +49,7 @@ class TrainedModel:
     predict: object
     input_shape: tuple
     num_classes: int
-    identity: dict
+    provenance: dict
     transformer_views: object = None
     model: object = None
 
@@ -61,7 +61,7 @@ class TransformerView:
     name: str
     transform: str
     align_corners: bool
-    grid_shape: tuple
+    control_shape: tuple
     images: np.ndarray
     theta: np.ndarray
 
@@ -91,7 +91,7 @@ def load_trained_model(path, batch_size=256):
     if path.is_dir():
         return _load_saved_model(path, batch_size)
     model = load_model_file(path)
-    identity = {
+    provenance = {
         "path": str(path),
         "format": "keras",
         "name": model.name,
@@ -104,7 +104,7 @@ def load_trained_model(path, batch_size=256):
         ),
         input_shape=tuple(model.input_shape[1:]),
         num_classes=int(model.output_shape[-1]),
-        identity=identity,
+        provenance=provenance,
         transformer_views=lambda images: _keras_transformer_views(model, images),
         model=model,
     )
@@ -141,7 +141,7 @@ def _load_saved_model(path, batch_size):
         (probabilities,) = signature(tf.constant(images)).values()
         return probabilities.numpy()
 
-    identity = {
+    provenance = {
         "path": str(path),
         "format": "saved_model",
         "sha256": file_sha256(path / "saved_model.pb"),
@@ -151,7 +151,7 @@ def _load_saved_model(path, batch_size):
         predict=_batched(predict, batch_size),
         input_shape=input_shape,
         num_classes=int(output_spec.shape[-1]),
-        identity=identity,
+        provenance=provenance,
         transformer_views=_saved_model_transformer_views(
             loaded, path, input_shape
         ),
@@ -159,7 +159,7 @@ def _load_saved_model(path, batch_size):
 
 
 def _keras_transformer_views(model, images):
-    transformers = models.spatial_transformers(model)
+    transformers = models.spatial_transformer_layers(model)
     input_shape = tuple(model.input_shape[1:])
     if not transformers:
         return []
@@ -169,7 +169,7 @@ def _keras_transformer_views(model, images):
             name=layer.name,
             transform=layer.transform,
             align_corners=layer.align_corners,
-            grid_shape=tuple(layer.grid_shape),
+            control_shape=tuple(layer.control_shape),
             images=np.asarray(outputs[2 * index], "float32"),
             theta=np.asarray(outputs[2 * index + 1], "float32"),
         )
@@ -197,7 +197,7 @@ def _saved_model_transformer_views(loaded, path, input_shape):
                 name=entry["name"],
                 transform=entry["transform"],
                 align_corners=entry["align_corners"],
-                grid_shape=tuple(entry["grid_shape"]),
+                control_shape=tuple(entry["grid_shape"]),
                 images=outputs[f"{entry['name']}_images"].numpy(),
                 theta=outputs[f"{entry['name']}_theta"].numpy(),
             )
@@ -359,7 +359,7 @@ def draw_transformer_views(views, images, labels, predictions, class_names, path
             tuple(view.images.shape[1:3]),
             input_size,
             align_corners=view.align_corners,
-            grid_shape=view.grid_shape,
+            control_shape=view.control_shape,
         )
         for view in views
     ]
@@ -440,7 +440,7 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
     metrics.update(
         {
             "split": split,
-            "model": trained.identity,
+            "model": trained.provenance,
             "data": {
                 "name": dataset.name,
                 "distortion": dataset.distortion,

@@ -164,7 +164,7 @@ def make_optimizer(config, steps_per_epoch, model=None):
 def _undecayed_variables(model):
     frozen = [
         variable
-        for layer in models.spatial_transformers(model)
+        for layer in models.spatial_transformer_layers(model)
         if layer.localization_learning_rate_multiplier == 0
         for variable in layer.trainable_variables
     ]
@@ -205,8 +205,8 @@ def build_configured_model(config, image_shape, num_classes):
         image_shape,
         num_classes,
         transform=config["transform"],
-        loc_conv=config["loc_conv"],
-        loc_activation=config["loc_activation"],
+        localization_convolution=config["localization_convolution"],
+        localization_activation=config["localization_activation"],
         **config["model_options"],
     )
 
@@ -240,7 +240,7 @@ def _tensorboard_callbacks(config, run_dir, model, dataset):
     runtime.import_tensorflow()
     callbacks = [keras.callbacks.TensorBoard(run_dir.logs_path)]
     images = dataset.x_val[: config["tensorboard_images"]]
-    if len(images) and models.spatial_transformers(model):
+    if len(images) and models.spatial_transformer_layers(model):
         callbacks.append(
             TransformerImages(run_dir.logs_path / "transformer", as_float_images(images))
         )

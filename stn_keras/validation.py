@@ -1,6 +1,7 @@
 """Argument checks shared by the functions and layers, with clear errors."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -10,6 +11,34 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def with_current_names(values, renamed, where):
+    """``values`` (a dict of arguments or settings) with renamed keys updated.
+
+    Files and code written before a rename keep working: each old key of
+    ``renamed`` (old name -> new name) found in ``values`` is moved to its
+    new name, with a ``DeprecationWarning`` naming ``where`` it was read.
+
+    Raises:
+        ValueError: both the old and the new name are given.
+    """
+    values = dict(values)
+    for old, new in renamed.items():
+        if old not in values:
+            continue
+        if new in values:
+            raise ValueError(
+                f"`{old}` is the old name of `{new}`; give only `{new}` in "
+                f"{where}. Received: {old}={values[old]!r}, {new}={values[new]!r}"
+            )
+        warnings.warn(
+            f"`{old}` in {where} is deprecated; it is now called `{new}`.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        values[new] = values.pop(old)
+    return values
 
 
 def check_bool(name, value):

@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
-from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE  # noqa: E402
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE  # noqa: E402
 from stn_keras.ops import make_grid  # noqa: E402
+from stn_keras.ops import normalized_to_pixel  # noqa: E402
 
 OUTLINE_COLORS = ("red", "cyan", "yellow", "lime")
 
@@ -45,7 +46,7 @@ def sampled_region_outline(
     output_size,
     input_size,
     align_corners=False,
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
 ):
     """Where the transformer's output border lies in the input, in pixels.
 
@@ -61,7 +62,7 @@ def sampled_region_outline(
         output_size: ``(height, width)`` of the transformer's output.
         input_size: ``(height, width)`` of the transformer's input.
         align_corners: the transformer's grid convention.
-        grid_shape: the transformer's TPS lattice shape.
+        control_shape: the transformer's TPS lattice shape.
 
     Returns:
         ``(batch, points, 2)`` numpy array of ``(x, y)`` pixel coordinates.
@@ -72,7 +73,7 @@ def sampled_region_outline(
             ops.convert_to_tensor(np.asarray(theta, "float32")),
             output_size,
             align_corners=align_corners,
-            grid_shape=grid_shape,
+            control_shape=control_shape,
         )
     )
     border = np.concatenate(
@@ -87,9 +88,7 @@ def sampled_region_outline(
     )
     height, width = input_size
     sizes = np.asarray([width, height], dtype="float32")
-    if align_corners:
-        return (border + 1.0) * (sizes - 1.0) / 2.0
-    return ((border + 1.0) * sizes - 1.0) / 2.0
+    return normalized_to_pixel(border, sizes, align_corners)
 
 
 def _show(axis, image):

@@ -54,7 +54,7 @@ def test_train_help_lists_flags_with_defaults(capsys):
         (["--strategy", "tpu"], ["invalid choice: 'tpu'", "default", "mirrored", "data_parallel"]),
         (["--mixed-precision", "half"], ["invalid choice: 'half'", "bfloat16", "float16"]),
         (["--transform", "spline"], ["invalid choice: 'spline'", "affine", "tps"]),
-        (["--loc-conv", "dense"], ["invalid choice: 'dense'", "coordconv"]),
+        (["--localization-convolution", "dense"], ["invalid choice: 'dense'", "coordconv"]),
         (["--model", "cnn", "--transform", "tps"], ["Model 'cnn' has no spatial transformer, so transform does not apply"]),
         (["--val-size", "ten"], "argument --val-size: expected an image count (e.g. 5000) or a fraction (e.g. 0.1). Received: 'ten'"),
         (["--epochs", "zero"], "argument --epochs: invalid int value: 'zero'"),

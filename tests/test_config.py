@@ -1,6 +1,7 @@
 """Run settings: schema, precedence, validation, saved configs, data settings."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -119,6 +120,43 @@ def test_saved_config_of_an_older_run_gets_new_settings_defaults():
     saved = config.complete_saved_config({**older, "epochs": 3, "mixed_precision": False})
     assert saved["online_distortion"] is False and saved["download"] is False
     assert saved["epochs"] == 3 and saved["mixed_precision"] == "off"
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_config_files_with_the_old_localisation_keys_still_load(tmp_path, suffix):
+    path = tmp_path / f"old{suffix}"
+    values = {"model": "st_cnn", "loc_conv": "coordconv", "loc-activation": "leaky_relu"}
+    path.write_text(json.dumps(values))  # JSON is YAML too
+    with pytest.warns(DeprecationWarning, match="`loc_conv` in config file"):
+        resolved = config.resolve_config({}, path)
+    assert resolved["localization_convolution"] == "coordconv"
+    assert resolved["localization_activation"] == "leaky_relu"
+    assert "loc_conv" not in resolved and "loc_activation" not in resolved
+
+
+def test_saved_configs_with_the_old_localisation_keys_still_load():
+    saved = dict(config.DEFAULTS)
+    saved["loc_conv"] = saved.pop("localization_convolution")
+    saved["loc_activation"] = saved.pop("localization_activation")
+    saved["loc_conv"] = "coordconv"
+    with pytest.warns(DeprecationWarning, match="saved configuration"):
+        completed = config.complete_saved_config(saved)
+    assert completed == config.check_config(
+        {**config.DEFAULTS, "localization_convolution": "coordconv"}
+    )
+
+
+def test_shipped_run_configs_still_load():
+    for path in sorted(Path("saved_models").glob("*/config.json")):
+        saved = json.loads(path.read_text())["config"]
+        with pytest.warns(DeprecationWarning):
+            completed = config.complete_saved_config(saved)
+        assert completed["localization_convolution"] == saved["loc_conv"], path
+
+
+def test_old_and_new_setting_names_together_are_an_error():
+    with pytest.raises(ValueError, match="give only `localization_convolution`"):
+        config.resolve_config({"loc_conv": "conv", "localization_convolution": "conv"})
 
 
 def test_dataset_arguments_pass_download_only_when_asked():

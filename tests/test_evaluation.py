@@ -168,10 +168,10 @@ def test_saved_model_transformer_views_equal_the_keras_models(
     assert [view.name for view in from_saved] == [view.name for view in from_keras]
     assert len(from_keras) == 1
     for saved, direct in zip(from_saved, from_keras):
-        assert (saved.transform, saved.align_corners, saved.grid_shape) == (
+        assert (saved.transform, saved.align_corners, saved.control_shape) == (
             direct.transform,
             direct.align_corners,
-            direct.grid_shape,
+            direct.control_shape,
         )
         np.testing.assert_allclose(saved.theta, direct.theta, atol=1e-5)
         np.testing.assert_allclose(saved.images, direct.images, atol=1e-5)
@@ -266,11 +266,11 @@ def test_displayable_images():
 def test_outline_points_are_where_the_transformer_samples():
     from scipy import ndimage
 
-    from stn_keras.models import spatial_transformers
+    from stn_keras.models import spatial_transformer_layers
     from stn_keras.models import transformer_model
 
     model = build_model("st_cnn", (28, 28, 1), 3)
-    regression = spatial_transformers(model)[0].regression
+    regression = spatial_transformer_layers(model)[0].regression
     theta = np.array([0.6, -0.3, 0.2, 0.25, 0.7, -0.1], "float32")
     regression.bias.assign(theta)
     image = np.random.default_rng(4).random((1, 28, 28, 1)).astype("float32")

@@ -9,7 +9,7 @@ from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
 from serving_helpers import random_images
 from stn_keras.models.introspection import find_spatial_transformers
-from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import spatial_transformer_layers
 from stn_keras.models.introspection import transformer_model
 
 
@@ -28,7 +28,7 @@ def transformer_with_theta(layer, images):
 def test_transformer_model_returns_images_and_theta_of_each_transformer(nested):
     model = build_st_cnn(nested=nested)
     images = random_images(3, (28, 28, 1), seed=1)
-    (layer,) = spatial_transformers(model)
+    (layer,) = spatial_transformer_layers(model)
     transformed, theta = transformer_model(model).predict(images, verbose=0)
     # The nested transformer sits after a Rescaling(0.5, offset=0.25).
     expected_images, expected_theta = transformer_with_theta(
@@ -41,6 +41,21 @@ def test_transformer_model_returns_images_and_theta_of_each_transformer(nested):
     # The layer is left as it was, its graph untouched.
     assert layer.return_theta is not nested
     assert tuple(layer.input.shape) == (None, 28, 28, 1)
+
+
+def test_transformer_model_reaches_into_a_sequential_sub_model():
+    model = build_st_cnn(nested=True)
+    (layer,) = spatial_transformer_layers(model)
+    block = keras.Sequential(
+        [keras.layers.Rescaling(2.0, name="double"), layer], name="sequential_block"
+    )
+    inputs = keras.Input((28, 28, 1))
+    outer = keras.Model(inputs, block(inputs))
+    images = random_images(2, (28, 28, 1), seed=2)
+    transformed, theta = transformer_model(outer).predict(images, verbose=0)
+    expected_images, expected_theta = transformer_with_theta(layer, images * 2.0)
+    np.testing.assert_allclose(theta, expected_theta, atol=1e-6)
+    np.testing.assert_allclose(transformed, expected_images, atol=1e-5)
 
 
 def test_paths_lead_from_the_model_to_the_nested_layer():
@@ -60,7 +75,7 @@ def test_transformers_of_a_localisation_net_are_not_listed():
     inputs = keras.Input((8, 8, 1))
     outer = SpatialTransformer(localization_net, name="outer")
     model = keras.Model(inputs, outer(inputs))
-    assert [layer.name for layer in spatial_transformers(model)] == ["outer"]
+    assert [layer.name for layer in spatial_transformer_layers(model)] == ["outer"]
 
 
 def test_model_without_transformer_has_none():

@@ -18,7 +18,7 @@ GENERATORS = {
     "attention": (layers.AttentionGridGenerator, {}),
     "similarity": (layers.SimilarityGridGenerator, {}),
     "projective": (layers.ProjectiveGridGenerator, {}),
-    "tps": (layers.TPSGridGenerator, {"grid_shape": (3, 4)}),
+    "tps": (layers.TPSGridGenerator, {"control_shape": (3, 4)}),
 }
 
 
@@ -118,7 +118,7 @@ def test_generator_matches_function_and_round_trips_config(transform):
         theta,
         (7, 5),
         align_corners=True,
-        grid_shape=options.get("grid_shape", stn_ops.DEFAULT_TPS_GRID_SHAPE),
+        control_shape=options.get("control_shape", stn_ops.DEFAULT_TPS_CONTROL_SHAPE),
     )
     np.testing.assert_array_equal(numpy(generator(theta)), numpy(expected))
     clone = generator_class.from_config(generator.get_config())
@@ -137,6 +137,37 @@ def test_affine_generator_accepts_matrix_form():
     np.testing.assert_array_equal(
         numpy(generator(theta)), numpy(generator(theta.reshape(1, 6)))
     )
+
+
+def float64_enabled():
+    """JAX holds float64 only with x64 on; the other backends always do."""
+    if BACKEND == "jax":
+        import jax
+
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("transform", sorted(GENERATORS))
+def test_generator_keeps_float64_theta_in_float64(transform):
+    generator_class, options = GENERATORS[transform]
+    generator = generator_class(output_size=(3, 4), **options)
+    with float64_enabled():
+        theta = ops.convert_to_tensor(
+            generator.identity_parameters()[None].astype("float64")
+        )
+        grid = generator(theta)
+        spec = generator.compute_output_spec(
+            keras.KerasTensor((1, generator.num_parameters), "float64")
+        )
+    assert keras.backend.standardize_dtype(grid.dtype) == "float64"
+    assert spec.dtype == "float64"
+    # The identity grid is the pixel-centre lattice to float64 rounding (a
+    # float32 grid would hold -2/3 as -0.66666669, 2e-8 off).
+    x = (2.0 * np.arange(4) + 1.0) / 4.0 - 1.0
+    y = np.array([-2.0 / 3.0, 0.0, 2.0 / 3.0])
+    expected = np.stack(np.broadcast_arrays(x[None, :], y[:, None]), axis=-1)
+    np.testing.assert_allclose(numpy(grid)[0], expected, rtol=0, atol=1e-15)
 
 
 def test_bilinear_interpolation_matches_function_both_layouts():
@@ -207,7 +238,7 @@ def test_coord_conv_config_round_trip():
 @pytest.mark.parametrize("transform", sorted(GENERATORS))
 def test_spatial_transformer_starts_as_identity(transform):
     transformer = layers.SpatialTransformer(
-        localization_net(), transform=transform, grid_shape=(3, 3)
+        localization_net(), transform=transform, control_shape=(3, 3)
     )
     images = random_images((2, 12, 10, 3))
     np.testing.assert_allclose(
@@ -235,6 +266,35 @@ def test_spatial_transformer_theta_and_output_size():
     ]
     # The localisation net saw the 2x-downsampled 8x6 input.
     assert transformer.localization_net.layers[0].input.shape[1:3] == (8, 6)
+
+
+def test_localize_and_sample_are_the_two_halves_of_call():
+    # Linear features: no ReLU can zero them all and leave theta the identity.
+    linear_net = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(8)])
+    transformer = layers.SpatialTransformer(
+        linear_net, output_size=(16, 18), localization_downsample=2, return_theta=True
+    )
+    images = random_images((3, 20, 24, 2))
+    transformer.localize(images)  # builds the layer
+    kernel = transformer.regression.kernel
+    kernel.assign(np.random.default_rng(3).normal(0, 0.05, kernel.shape))
+    theta = numpy(transformer.localize(images))
+    output, expected_theta = transformer(images)
+    np.testing.assert_array_equal(theta, numpy(expected_theta))
+    # Theta depends on the image: the regression is no longer the identity.
+    assert np.abs(theta - theta[:1]).max() > 1e-4
+    np.testing.assert_array_equal(
+        numpy(transformer.sample(images, theta)), numpy(output)
+    )
+
+
+def test_sample_with_a_chosen_theta_flips_the_image():
+    transformer = layers.SpatialTransformer(localization_net())
+    images = random_images((2, 12, 10, 3))
+    # x -> -x maps each pixel centre onto its mirror image.
+    flip = np.tile(np.array([[-1, 0, 0, 0, 1, 0]], "float32"), (2, 1))
+    flipped = transformer.sample(images, flip)
+    np.testing.assert_allclose(numpy(flipped), images[:, :, ::-1], atol=1e-6)
 
 
 def test_spatial_transformer_channels_first():
@@ -369,8 +429,8 @@ def test_mixed_precision_keeps_float32_grid_and_close_outputs():
             "align_corners",
         ),
         (
-            lambda: layers.TPSGridGenerator(output_size=3, grid_shape=(4,)),
-            "grid_shape",
+            lambda: layers.TPSGridGenerator(output_size=3, control_shape=(4,)),
+            "control_shape",
         ),
         (lambda: layers.BilinearInterpolation(padding_mode="edge"), "padding_mode"),
         (lambda: layers.BilinearInterpolation(data_format="NCHW"), "data_format"),

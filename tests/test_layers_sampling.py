@@ -144,13 +144,44 @@ def test_volumetric_downsample_averages_like_a_linear_resize():
     np.testing.assert_allclose(downsampled, expected, atol=1e-6)
 
 
-def test_old_tps_grid_shape_config_key_still_loads():
+@pytest.mark.parametrize("old_name", ["tps_grid_shape", "grid_shape"])
+def test_old_tps_lattice_config_keys_still_load(old_name):
     transformer = layers.SpatialTransformer(
-        keras.layers.Flatten(), transform="tps", grid_shape=(3, 3)
+        keras.layers.Flatten(), transform="tps", control_shape=(3, 3)
     )
     config = transformer.get_config()
-    config["tps_grid_shape"] = config.pop("grid_shape")
-    assert layers.SpatialTransformer.from_config(config).grid_shape == (3, 3)
+    config[old_name] = config.pop("control_shape")
+    with pytest.warns(DeprecationWarning, match=f"`{old_name}`.*`control_shape`"):
+        clone = layers.SpatialTransformer.from_config(config)
+    assert clone.control_shape == (3, 3)
+    assert clone.get_config() == transformer.get_config()
+
+
+def test_old_and_new_lattice_names_together_are_an_error():
+    config = layers.TPSGridGenerator(4, control_shape=(3, 3)).get_config()
+    config["grid_shape"] = (2, 2)
+    with pytest.raises(ValueError, match="`grid_shape` is the old name of `control_shape`"):
+        layers.TPSGridGenerator.from_config(config)
+
+
+def test_tps_generator_config_written_with_grid_shape_gives_the_same_layer():
+    # get_config() of a TPSGridGenerator before `grid_shape` was renamed.
+    old_config = {
+        "name": "tps_grid",
+        "trainable": True,
+        "dtype": "float32",
+        "output_size": (5, 6),
+        "align_corners": True,
+        "grid_shape": (3, 4),
+    }
+    with pytest.warns(DeprecationWarning):
+        generator = layers.TPSGridGenerator.from_config(old_config)
+    expected = layers.TPSGridGenerator(
+        (5, 6), control_shape=(3, 4), align_corners=True, name="tps_grid"
+    )
+    assert generator.get_config() == expected.get_config()
+    theta = np.random.default_rng(0).normal(0, 0.1, (2, 24)).astype("float32")
+    np.testing.assert_array_equal(numpy(generator(theta)), numpy(expected(theta)))
 
 
 def blob_volume(size, centres, sigma=1.6):
@@ -229,8 +260,8 @@ def test_volumetric_transformer_learns_to_undo_shifts_and_rotations():
             "mode='area'",
         ),
         (
-            lambda: layers.SpatialTransformer(keras.layers.Flatten(), grid_shape=(1, 4)),
-            "grid_shape",
+            lambda: layers.SpatialTransformer(keras.layers.Flatten(), control_shape=(1, 4)),
+            "control_shape",
         ),
     ],
 )

@@ -1,5 +1,7 @@
 """Models: registry, architectures, parameter counts, transformer outputs."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import stn_keras  # noqa: F401
 from stn_keras.models import MODELS
 from stn_keras.models import build_model
 from stn_keras.models import has_spatial_transformer
-from stn_keras.models import spatial_transformers
+from stn_keras.models import spatial_transformer_layers
 from stn_keras.models import transformer_model
 from tiny_data import shapes
 
@@ -71,7 +73,7 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
     input_shape = (32, 32, 3) if name == "compact_st_cnn" else (42, 42, 1)
     keras.utils.set_random_seed(0)
     model = build_model(name, input_shape, 10, initialization="fan_in_uniform")
-    heads = {id(variable) for layer in spatial_transformers(model) for variable in layer.regression.weights}
+    heads = {id(variable) for layer in spatial_transformer_layers(model) for variable in layer.regression.weights}
     kernels = [v for v in model.trainable_variables if v.path.endswith("kernel") and id(v) not in heads]
     for kernel in kernels:
         bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))  # e.g. 1/9 for conv_1's 9x9x1
@@ -83,7 +85,7 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
         assert np.abs(bias.numpy()).max() <= bound and np.abs(bias.numpy()).max() > 0, bias.path
         # Drawn apart from the kernel, not a copy of its first values.
         assert not np.allclose(bias.numpy(), values.reshape(-1)[: bias.shape[0]]), bias.path
-    for layer in spatial_transformers(model):
+    for layer in spatial_transformer_layers(model):
         np.testing.assert_array_equal(layer.regression.kernel.numpy(), 0.0)
         np.testing.assert_array_equal(layer.regression.bias.numpy(), [1, 0, 0, 0, 1, 0])
     keras.utils.set_random_seed(0)
@@ -93,7 +95,7 @@ def test_fan_in_uniform_initialisation_draws_torch_bounds_and_keeps_the_identity
 
 
 def test_coordconv_kernels_count_the_coordinate_channels_in_their_fan_in():
-    model = build_model("st_cnn", (28, 28, 1), 10, loc_conv="coordconv", initialization="fan_in_uniform")
+    model = build_model("st_cnn", (28, 28, 1), 10, localization_convolution="coordconv", initialization="fan_in_uniform")
     kernel = next(v for v in model.trainable_variables if "conv_1/convolution/kernel" in v.path)
     assert kernel.shape == (5, 5, 3, 20)  # the image and the two coordinate channels
     assert np.abs(kernel.numpy()).max() <= 1 / np.sqrt(75)
@@ -150,7 +152,7 @@ def test_transformer_model_returns_each_transformer_in_order():
     sub_model = transformer_model(model)
     shapes_out = [tuple(output.shape) for output in sub_model.outputs]
     assert shapes_out == [(None, 32, 32, 3), (None, 6), (None, 5, 5, 6), (None, 6)]
-    assert [layer.name for layer in spatial_transformers(model)] == [
+    assert [layer.name for layer in spatial_transformer_layers(model)] == [
         "transformer_1",
         "transformer_2",
     ]
@@ -169,12 +171,43 @@ def test_every_transform_builds(transform, num_parameters):
 
 def test_coordconv_and_leaky_relu_options_reach_the_localisation_net():
     model = build_model(
-        "st_cnn", (28, 28, 1), 10, loc_conv="coordconv", loc_activation="leaky_relu"
+        "st_cnn",
+        (28, 28, 1),
+        10,
+        localization_convolution="coordconv",
+        localization_activation="leaky_relu",
     )
-    net = spatial_transformers(model)[0].localization_net
+    net = spatial_transformer_layers(model)[0].localization_net
     kinds = {type(layer).__name__ for layer in net.layers}
     assert {"CoordConv", "LeakyReLU"} <= kinds
     assert "Conv2D" not in kinds and "ReLU" not in kinds
+
+
+def test_options_under_their_old_names_build_the_same_model():
+    # What a run's config.json of before the renames passes to build_model.
+    old = {"loc_conv": "coordconv", "loc_activation": "leaky_relu", "grid_shape": [3, 3]}
+    new = {
+        "localization_convolution": "coordconv",
+        "localization_activation": "leaky_relu",
+        "control_shape": [3, 3],
+    }
+    built = []
+    for options in (old, new):
+        keras.backend.clear_session()  # the same automatic names
+        keras.utils.set_random_seed(5)
+        with pytest.warns(DeprecationWarning) if options is old else contextlib.nullcontext():
+            built.append(build_model("st_cnn", (28, 28, 1), 10, transform="tps", **options))
+    assert built[0].get_config() == built[1].get_config()
+    for before, after in zip(built[0].get_weights(), built[1].get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert spatial_transformer_layers(built[0])[0].control_shape == (3, 3)
+
+
+def test_old_and_new_option_names_together_are_an_error():
+    with pytest.raises(ValueError, match="`loc_conv` is the old name of `localization_convolution`"):
+        build_model(
+            "st_cnn", (28, 28, 1), 10, localization_convolution="conv", loc_conv="coordconv"
+        )
 
 
 @pytest.mark.parametrize(
@@ -187,7 +220,7 @@ def test_localization_learning_rate_multiplier_scales_the_localisation_step(
     # A zero multiplier freezes the localisation net under SGD while the
     # classifier still learns: the option reaches the transformer.
     model = build_model(name, input_shape, 3, localization_learning_rate_multiplier=0.0)
-    transformer = spatial_transformers(model)[0]
+    transformer = spatial_transformer_layers(model)[0]
     assert transformer.localization_learning_rate_multiplier == 0.0
     before_localization = [w.numpy().copy() for w in transformer.trainable_weights]
     before_logits = model.get_layer("logits").kernel.numpy().copy()
@@ -221,7 +254,7 @@ def test_probabilities_stay_float32_under_mixed_precision():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
-    transformer = spatial_transformers(model)[0]
+    transformer = spatial_transformer_layers(model)[0]
     assert transformer.localization_net.layers[0].compute_dtype == "bfloat16"
 
 
@@ -252,10 +285,10 @@ def test_bad_arguments(arguments, message):
     "name, options, message",
     [
         ("st_cnn", {"transform": "spline"}, "Unknown transform. Expected one of ('affine'"),
-        ("st_cnn", {"loc_conv": "dense"}, "Unknown loc_conv. Expected one of ('conv', 'coordconv')"),
-        ("st_cnn", {"loc_activation": "tanh"}, "Expected one of ('relu', 'leaky_relu')"),
+        ("st_cnn", {"localization_convolution": "dense"}, "Unknown localization_convolution. Expected one of ('conv', 'coordconv')"),
+        ("st_cnn", {"localization_activation": "tanh"}, "Expected one of ('relu', 'leaky_relu')"),
         ("cnn", {"transform": "tps"}, "Model 'cnn' has no spatial transformer, so transform"),
-        ("st_fcn", {"loc_conv": "coordconv"}, "fully connected localisation net"),
+        ("st_fcn", {"localization_convolution": "coordconv"}, "fully connected localisation net"),
         ("st_cnn", {"filterz": 3}, "Unknown option(s) ['filterz'] for model 'st_cnn'"),
         ("st_cnn", {"num_transformers": 0}, "`num_transformers` must be an int >= 1"),
     ],

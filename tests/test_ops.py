@@ -142,6 +142,43 @@ def test_affine_grid_matches_torch(align_corners, size):
     np.testing.assert_array_equal(numpy(matrix_form), grid)
 
 
+@pytest.mark.parametrize(
+    "size,align_corners,pixels,normalized",
+    [
+        # Outer edges: pixel i of 4 spans [i - 0.5, i + 0.5]; -1 and +1 are
+        # the image's edges, -0.5 and 3.5.
+        (4, False, [-0.5, 0, 1, 2, 3, 3.5], [-1, -0.75, -0.25, 0.25, 0.75, 1]),
+        # Centres: the first and last pixel centres are -1 and +1.
+        (5, True, [-1, 0, 1, 2, 4, 6], [-1.5, -1, -0.5, 0, 1, 2]),
+        (1, False, [0], [0]),
+        (1, True, [0], [0]),
+    ],
+)
+def test_pixel_and_normalized_coordinates_by_hand(
+    size, align_corners, pixels, normalized
+):
+    pixels = np.asarray(pixels, "float64")
+    normalized = np.asarray(normalized, "float64")
+    np.testing.assert_array_equal(
+        stn_ops.pixel_to_normalized(pixels, size, align_corners), normalized
+    )
+    if size > 1:
+        # A single pixel maps every normalised coordinate to itself.
+        np.testing.assert_array_equal(
+            stn_ops.normalized_to_pixel(normalized, size, align_corners), pixels
+        )
+
+
+@pytest.mark.parametrize("align_corners", (False, True))
+def test_pixel_and_normalized_coordinates_round_trip_on_tensors(align_corners):
+    size = ops.convert_to_tensor(37.0)
+    pixels = ops.convert_to_tensor(np.linspace(-3, 40, 11, dtype="float32"))
+    normalized = stn_ops.pixel_to_normalized(pixels, size, align_corners)
+    back = stn_ops.normalized_to_pixel(normalized, size, align_corners)
+    assert ops.dtype(normalized) == ops.dtype(back) == "float32"
+    np.testing.assert_allclose(numpy(back), numpy(pixels), atol=1e-5)
+
+
 IDENTITY_SIZES = [(7, 5), (1, 9), (28, 28), (41, 60)]
 
 
@@ -382,7 +419,7 @@ def test_float64_stays_float64():
         (lambda: stn_ops.affine_grid(np.zeros((1, 6)), (0, 3)), "output_size"),
         (lambda: stn_ops.affine_grid(np.zeros((1, 6)), (3,)), "output_size"),
         (lambda: stn_ops.affine_grid(np.zeros((1, 6)), 2.5), "output_size"),
-        (lambda: stn_ops.tps_grid(np.zeros((1, 2)), 3, (1, 1)), "grid_shape"),
+        (lambda: stn_ops.tps_grid(np.zeros((1, 2)), 3, (1, 1)), "control_shape"),
         (lambda: stn_ops.make_grid("shear", np.zeros((1, 6)), 3), "shear"),
         (
             lambda: stn_ops.bilinear_sample(

@@ -5,7 +5,7 @@ import importlib.util
 import keras
 import numpy as np
 
-from stn_keras.models import spatial_transformers
+from stn_keras.models import spatial_transformer_layers
 from stn_keras.models import transformer_model
 from stn_keras.runtime import tensorflow_available
 from stn_keras.visualization import displayable_images
@@ -60,7 +60,7 @@ class TransformerImages(keras.callbacks.Callback):
             keras.ops.convert_to_numpy(output)
             for output in sub_model([self.images], training=False)
         ]
-        names = [layer.name for layer in spatial_transformers(self.model)]
+        names = [layer.name for layer in spatial_transformer_layers(self.model)]
         with self._writer.as_default():
             for name, transformed in zip(names, outputs[0::2]):
                 tf.summary.image(

@@ -36,7 +36,7 @@ import numpy as np
 from keras import ops
 
 from stn_keras.data.distortion_result import DistortionResult
-from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
 from stn_keras.ops import make_grid
 from stn_keras.ops import bilinear_sample
 from stn_keras.ops import tps_control_points
@@ -78,13 +78,13 @@ def _compile(function):
 
 
 @functools.lru_cache(maxsize=None)
-def _sampler(backend, transform, output_size, grid_shape, quantise, compiled, padding_mode):
+def _sampler(backend, transform, output_size, control_shape, quantise, compiled, padding_mode):
     """An ``(images, theta) -> images`` function for one transform and size."""
     del backend  # Only part of the cache key: compiled functions are per backend.
 
     def sample(images, theta):
         grid = make_grid(
-            transform, theta, output_size, grid_shape=grid_shape
+            transform, theta, output_size, control_shape=control_shape
         )
         output = bilinear_sample(ops.cast(images, "float32"), grid, padding_mode=padding_mode)
         # A projective map can send some target pixels to infinity; they have
@@ -117,7 +117,7 @@ def sampler_compilation(compile_sampler):
         _compile_sampler.reset(token)
 
 
-def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE,
+def warp(images, transform, theta, output_size, control_shape=DEFAULT_TPS_CONTROL_SHAPE,
          padding_mode="zeros"):
     """Samples every image at its ``theta`` on the current backend, by chunks.
 
@@ -138,7 +138,7 @@ def warp(images, transform, theta, output_size, grid_shape=DEFAULT_TPS_GRID_SHAP
         keras.backend.backend(),
         transform,
         tuple(output_size),
-        tuple(grid_shape),
+        tuple(control_shape),
         quantise,
         compiled,
         padding_mode,
@@ -298,7 +298,7 @@ def projective(images, rng, scale_range=(0.75, 1.0), corner_noise_std=5.0):
 
 
 def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
-            grid_shape=DEFAULT_TPS_GRID_SHAPE):
+            control_shape=DEFAULT_TPS_CONTROL_SHAPE):
     """E: scale, then a thin-plate spline whose control points move randomly.
 
     The spline maps each control point ``c`` of the output to
@@ -310,7 +310,7 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
     noise_std = _check_non_negative("control_point_noise_std", control_point_noise_std)
     count = len(images)
     height, width = images.shape[1:3]
-    control = tps_control_points(grid_shape)
+    control = tps_control_points(control_shape)
     scale = rng.uniform(*scale_range, size=count)
     control_point_offsets = rng.normal(0.0, noise_std, size=(count, len(control), 2))
     pixels_to_normalised = np.array([2.0 / width, 2.0 / height])
@@ -319,7 +319,7 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
         + control_point_offsets * pixels_to_normalised
     )
     output = warp(
-        images, "tps", offsets.reshape(count, -1), (height, width), grid_shape
+        images, "tps", offsets.reshape(count, -1), (height, width), control_shape
     )
     return output, {"scale": scale, "control_point_offsets": control_point_offsets}
 

@@ -198,7 +198,7 @@ def _int8(model, calibration, float_transformers):
     """int8 LiteRT bytes; with ``float_transformers``, the transformers compute in float32."""
     import tensorflow as tf
 
-    from stn_keras.models.introspection import spatial_transformers
+    from stn_keras.models.introspection import spatial_transformer_layers
 
     if calibration is None or len(calibration) == 0:
         raise ValueError("int8 quantization needs calibration images; received none.")
@@ -221,7 +221,7 @@ def _int8(model, calibration, float_transformers):
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=representative_dataset
             )
-            names = [layer.name for layer in spatial_transformers(model)] if float_transformers else []
+            names = [layer.name for layer in spatial_transformer_layers(model)] if float_transformers else []
             denylisted = transformer_tensor_names(_tensor_names(debugger.quant_model), names)
             debugger.options = tf.lite.experimental.QuantizationDebugOptions(
                 denylisted_nodes=denylisted

@@ -93,7 +93,7 @@ def export_saved_model(
     """
     import tensorflow as tf
 
-    from stn_keras.models.introspection import spatial_transformers
+    from stn_keras.models.introspection import spatial_transformer_layers
     from stn_keras.models.introspection import transformer_model
 
     _check_backend()
@@ -121,7 +121,7 @@ def export_saved_model(
     signatures = [SERVING_DEFAULT_SIGNATURE]
     if _add_bytes_endpoint(archive, probabilities, options):
         signatures.append(BYTES_SIGNATURE)
-    transformers = spatial_transformers(model)
+    transformers = spatial_transformer_layers(model)
     if transformers:
         transforms = transformer_model(model)
         archive.add_endpoint(
@@ -277,7 +277,7 @@ def _transformer_metadata(layer):
         "name": layer.name,
         "transform": layer.transform,
         "align_corners": layer.align_corners,
-        "grid_shape": list(layer.grid_shape),
+        "grid_shape": list(layer.control_shape),
         "input_shape": list(layer.input.shape[1:]),
     }
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from stn_keras.ops import grids
 from stn_keras.validation import check_bool
 from stn_keras.validation import check_data_format
 
@@ -21,13 +22,9 @@ def coordinate_channels(height, width, with_r=False, align_corners=False):
 
     def axis(size):
         index = ops.cast(ops.arange(size), "float32")
-        size = ops.cast(size, "float32")
-        if align_corners:
-            # A single pixel sits at the centre, as in the grids.
-            return ops.where(
-                size > 1.0, 2.0 * index / ops.maximum(size - 1.0, 1.0) - 1.0, 0.0
-            )
-        return (2.0 * index + 1.0) / size - 1.0
+        return grids.pixel_to_normalized(
+            index, ops.cast(size, "float32"), align_corners
+        )
 
     x = ops.broadcast_to(axis(width)[None, :], (height, width))
     y = ops.broadcast_to(axis(height)[:, None], (height, width))

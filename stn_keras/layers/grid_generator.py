@@ -7,6 +7,52 @@ from stn_keras.ops import grids
 from stn_keras.validation import check_bool
 
 
+def grid_dtype(theta_dtype):
+    """``"float64"`` for a float64 theta, else ``"float32"``.
+
+    ``theta_dtype`` may be any backend's dtype object (``torch.float64``,
+    ``tf.float64``...) or its name.
+    """
+    if keras.backend.standardize_dtype(theta_dtype) == "float64":
+        return "float64"
+    return "float32"
+
+
+def document_planar_generator(generator_class):
+    """Completes the docstring of a grid generator of an image transform.
+
+    The class's own docstring says what its parameters are; this appends the
+    reference, Args, shapes and example that the attention, similarity and
+    projective generators share, with their parameter count and name.
+    """
+    num_parameters = grids.num_parameters(generator_class.transform)
+    name = generator_class.__name__
+    generator_class.__doc__ += f"""
+    The grid generator of Jaderberg et al., "Spatial Transformer Networks",
+    NeurIPS 2015 (arXiv:1506.02025), section 3.2.
+
+    Args:
+        output_size: ``(height, width)`` of the grid, or an int for square.
+        align_corners: whether ``-1``/``+1`` are the centres (``True``) or
+            the outer edges (``False``) of the corner pixels.
+        **kwargs: base ``keras.layers.Layer`` arguments.
+
+    Input shape:
+        theta: ``(batch, {num_parameters})``.
+
+    Output shape:
+        ``(batch, height, width, 2)``: source ``(x, y)`` in ``[-1, 1]``.
+
+    Example:
+
+    >>> generator = {name}(output_size=(4, 5))
+    >>> theta = generator.identity_parameters()[None]
+    >>> tuple(generator(theta).shape)
+    (1, 4, 5, 2)
+    """
+    return generator_class
+
+
 class GridGenerator(keras.layers.Layer):
     """Base layer turning transform parameters into a sampling grid.
 
@@ -73,10 +119,9 @@ class GridGenerator(keras.layers.Layer):
 
     def call(self, theta):
         theta = ops.convert_to_tensor(theta)
-        dtype = "float64" if theta.dtype == "float64" else "float32"
         return grids.make_grid(
             self.transform,
-            ops.cast(theta, dtype),
+            ops.cast(theta, grid_dtype(theta.dtype)),
             self.output_size,
             align_corners=self.align_corners,
             **self._grid_options(),
@@ -86,9 +131,8 @@ class GridGenerator(keras.layers.Layer):
         return (input_shape[0], *self.output_size, self.spatial_rank)
 
     def compute_output_spec(self, theta):
-        dtype = "float64" if theta.dtype == "float64" else "float32"
         return keras.KerasTensor(
-            self.compute_output_shape(theta.shape), dtype=dtype
+            self.compute_output_shape(theta.shape), dtype=grid_dtype(theta.dtype)
         )
 
     def get_config(self):

@@ -10,6 +10,7 @@ from stn_keras.validation import check_bool
 from stn_keras.validation import check_data_format
 from stn_keras.validation import check_int
 from stn_keras.validation import check_number
+from stn_keras.validation import with_current_names
 
 
 def scale_gradient(x, multiplier):
@@ -50,7 +51,7 @@ class SpatialTransformer(keras.layers.Layer):
             ``"attention"`` (3: scale, tx, ty), ``"similarity"`` (4: angle,
             scale, tx, ty), ``"projective"`` (8) or ``"tps"`` (thin-plate
             spline, two per control point).
-        grid_shape: ``(rows, columns)`` of the TPS control lattice.
+        control_shape: ``(rows, columns)`` of the TPS control lattice.
         mode: the sampling kernel: ``"bilinear"`` (trilinear on volumes),
             ``"nearest"`` (passes no gradient to theta) or ``"bicubic"``
             (images only).
@@ -66,7 +67,8 @@ class SpatialTransformer(keras.layers.Layer):
             on SVHN); adaptive optimisers such as Adam largely normalise it
             away.
         return_theta: also return ``theta``, ``(batch, num_parameters)``,
-            for visualisation.
+            for visualisation. Without it, `localize` computes ``theta``
+            and `sample` the output for a given ``theta``.
         data_format: ``"channels_last"``, ``"channels_first"`` or ``None``.
         **kwargs: base ``keras.layers.Layer`` arguments.
 
@@ -88,8 +90,12 @@ class SpatialTransformer(keras.layers.Layer):
     ...     keras.layers.Dense(20, activation="relu"),
     ... ])
     >>> transformer = SpatialTransformer(localization_net, output_size=(28, 28))
-    >>> tuple(transformer(np.zeros((2, 42, 42, 1), "float32")).shape)
+    >>> images = np.zeros((2, 42, 42, 1), "float32")
+    >>> tuple(transformer(images).shape)
     (2, 28, 28, 1)
+    >>> theta = transformer.localize(images)  # the identity at initialisation
+    >>> tuple(theta.shape), tuple(transformer.sample(images, theta).shape)
+    ((2, 6), (2, 28, 28, 1))
     """
 
     def __init__(
@@ -97,7 +103,7 @@ class SpatialTransformer(keras.layers.Layer):
         localization_net,
         output_size=None,
         transform="affine",
-        grid_shape=grids.DEFAULT_TPS_GRID_SHAPE,
+        control_shape=grids.DEFAULT_TPS_CONTROL_SHAPE,
         mode="bilinear",
         padding_mode="zeros",
         align_corners=False,
@@ -124,7 +130,7 @@ class SpatialTransformer(keras.layers.Layer):
         self.transform = grids.check_transform(
             transform, grids.spatial_rank_of(output_size or ())
         )
-        self.grid_shape = grids.check_grid_shape(grid_shape)
+        self.control_shape = grids.check_control_shape(control_shape)
         self.mode = sampling.check_mode(mode)
         self.padding_mode = sampling.check_padding_mode(padding_mode)
         self.align_corners = check_bool("align_corners", align_corners)
@@ -141,12 +147,12 @@ class SpatialTransformer(keras.layers.Layer):
 
     def num_parameters(self, spatial_rank=2):
         """Parameters the head regresses, for images (2) or volumes (3)."""
-        return grids.num_parameters(self.transform, self.grid_shape, spatial_rank)
+        return grids.num_parameters(self.transform, self.control_shape, spatial_rank)
 
     def identity_parameters(self, spatial_rank=2):
         """Parameters of the identity transform, for images or volumes."""
         return grids.identity_parameters(
-            self.transform, self.grid_shape, spatial_rank
+            self.transform, self.control_shape, spatial_rank
         )
 
     def _spatial_size(self, input_shape):
@@ -228,24 +234,51 @@ class SpatialTransformer(keras.layers.Layer):
             data_format=self.data_format,
         )
 
-    def call(self, inputs, training=None):
+    def localize(self, inputs, training=None):
+        """The transform parameters ``theta`` the layer computes for ``inputs``.
+
+        The first half of `call`: the (optionally downsampled) input through
+        the localisation network and the regression head. With `sample`, it
+        gives both ``theta`` and the output of one pass, whatever
+        ``return_theta`` says.
+
+        Args:
+            inputs: a batch the layer accepts (see the class's input shape).
+            training: passed to the localisation network.
+
+        Returns:
+            ``(batch, num_parameters)`` float32 parameters.
+        """
+        if not self.built:
+            self.build(tuple(inputs.shape))
         images = ops.cast(inputs, self.compute_dtype)
-        localization_input = images
         if self.localization_downsample > 1:
-            localization_input = self._downsample(images)
-        features = self.localization_net(localization_input, training=training)
+            images = self._downsample(images)
+        features = self.localization_net(images, training=training)
         features = ops.reshape(features, (ops.shape(features)[0], -1))
-        theta = self.regression(features)
-        theta = ops.cast(theta, "float32")
-        theta = scale_gradient(theta, self.localization_learning_rate_multiplier)
+        theta = ops.cast(self.regression(features), "float32")
+        return scale_gradient(theta, self.localization_learning_rate_multiplier)
+
+    def sample(self, inputs, theta):
+        """``inputs`` sampled on the grid of ``theta``: the second half of `call`.
+
+        Args:
+            inputs: a batch the layer accepts.
+            theta: ``(batch, num_parameters)`` parameters, from `localize` or
+                chosen by hand.
+
+        Returns:
+            The transformed batch, of spatial size ``output_size``.
+        """
+        images = ops.cast(inputs, self.compute_dtype)
         grid = grids.make_grid(
             self.transform,
             theta,
             self._output_size(images.shape),
             align_corners=self.align_corners,
-            grid_shape=self.grid_shape,
+            control_shape=self.control_shape,
         )
-        output = sampling.grid_sample(
+        return sampling.grid_sample(
             images,
             grid,
             mode=self.mode,
@@ -253,6 +286,10 @@ class SpatialTransformer(keras.layers.Layer):
             align_corners=self.align_corners,
             data_format=self.data_format,
         )
+
+    def call(self, inputs, training=None):
+        theta = self.localize(inputs, training=training)
+        output = self.sample(inputs, theta)
         if self.return_theta:
             return [output, theta]
         return output
@@ -282,7 +319,7 @@ class SpatialTransformer(keras.layers.Layer):
                 ),
                 "output_size": self.output_size,
                 "transform": self.transform,
-                "grid_shape": self.grid_shape,
+                "control_shape": self.control_shape,
                 "mode": self.mode,
                 "padding_mode": self.padding_mode,
                 "align_corners": self.align_corners,
@@ -298,10 +335,12 @@ class SpatialTransformer(keras.layers.Layer):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        # Files saved before the TPS lattice argument was renamed.
-        if "tps_grid_shape" in config:
-            config["grid_shape"] = config.pop("tps_grid_shape")
+        # Files saved before the TPS lattice argument was renamed, twice.
+        config = with_current_names(
+            config,
+            {"tps_grid_shape": "control_shape", "grid_shape": "control_shape"},
+            f"the config of SpatialTransformer '{config.get('name')}'",
+        )
         config["localization_net"] = keras.saving.deserialize_keras_object(
             config["localization_net"]
         )

@@ -4,6 +4,7 @@ import keras
 
 from stn_keras.layers.grid_generator import GridGenerator
 from stn_keras.ops import grids
+from stn_keras.validation import with_current_names
 
 
 @keras.saving.register_keras_serializable(package="stn_keras")
@@ -22,7 +23,7 @@ class TPSGridGenerator(GridGenerator):
 
     Args:
         output_size: ``(height, width)`` of the grid, or an int for square.
-        grid_shape: ``(rows, columns)`` of the control lattice, each >= 2.
+        control_shape: ``(rows, columns)`` of the control lattice, each >= 2.
         align_corners: whether ``-1``/``+1`` are the centres (``True``) or
             the outer edges (``False``) of the corner pixels.
         **kwargs: base ``keras.layers.Layer`` arguments.
@@ -35,7 +36,7 @@ class TPSGridGenerator(GridGenerator):
 
     Example:
 
-    >>> generator = TPSGridGenerator(output_size=28, grid_shape=(4, 4))
+    >>> generator = TPSGridGenerator(output_size=28, control_shape=(4, 4))
     >>> theta = generator.identity_parameters()[None]
     >>> tuple(generator(theta).shape)
     (1, 28, 28, 2)
@@ -46,17 +47,28 @@ class TPSGridGenerator(GridGenerator):
     def __init__(
         self,
         output_size,
-        grid_shape=grids.DEFAULT_TPS_GRID_SHAPE,
+        control_shape=grids.DEFAULT_TPS_CONTROL_SHAPE,
         align_corners=False,
         **kwargs,
     ):
         super().__init__(output_size, align_corners=align_corners, **kwargs)
-        self.grid_shape = grids.check_grid_shape(grid_shape)
+        self.control_shape = grids.check_control_shape(control_shape)
 
     def _grid_options(self):
-        return {"grid_shape": self.grid_shape}
+        return {"control_shape": self.control_shape}
 
     def get_config(self):
         config = super().get_config()
-        config["grid_shape"] = self.grid_shape
+        config["control_shape"] = self.control_shape
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before `grid_shape` became `control_shape`.
+        return cls(
+            **with_current_names(
+                config,
+                {"grid_shape": "control_shape"},
+                f"the config of TPSGridGenerator '{config.get('name')}'",
+            )
+        )

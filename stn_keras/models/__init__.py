@@ -5,5 +5,5 @@ from stn_keras.models.registry import build_model
 from stn_keras.models.registry import check_transformer_options
 from stn_keras.models.registry import has_spatial_transformer
 from stn_keras.models.introspection import find_spatial_transformers
-from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import spatial_transformer_layers
 from stn_keras.models.introspection import transformer_model

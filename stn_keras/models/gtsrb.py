@@ -11,8 +11,7 @@ and one on the feature maps before the third convolution (150, 150, 150).
 import keras
 
 from stn_keras.models import blocks
-from stn_keras.models.mnist import check_input_size
-from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
 
 
 def _convolution_block(features, filters, kernel_size, index, padding="valid"):
@@ -28,31 +27,61 @@ def _convolution_block(features, filters, kernel_size, index, padding="valid"):
     )
 
 
+def _transformed(features, localization, options, suffix="", padding="valid"):
+    """``features`` through a transformer localised as in Moodstocks' models.
+
+    The localisation net is a 2x2 pool, then a 5x5 convolution and a 2x2 pool
+    per filter count of ``localization[:-1]``, then a dense layer of
+    ``localization[-1]`` units; its layers and the transformer are named with
+    ``suffix``.
+    """
+    localization_net = blocks.convolutional_localization_net(
+        localization[:-1],
+        5,
+        localization[-1],
+        f"localization_net{suffix}",
+        options,
+        pool_first=True,
+        padding=padding,
+    )
+    return blocks.transformed_images(
+        features, localization_net, options, f"transformer{suffix}"
+    )
+
+
 def idsia(input_shape, num_classes, filters=(150, 200, 300), dense_units=350, dropout=0.0):
     """IDSIA column: 7x7, 4x4, 4x4 convolutions each with 2x2 pooling, dense.
 
     ``dropout``: rate after the dense layer during training (0: none).
     """
-    check_input_size(input_shape, 28, "idsia")
-    inputs = keras.Input(shape=input_shape, name="images")
-    features = inputs
-    for index, (count, kernel_size) in enumerate(zip(filters, (7, 4, 4)), 1):
-        features = _convolution_block(features, count, kernel_size, index)
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,), dropout=dropout)
-    return keras.Model(inputs, outputs, name="idsia")
+
+    def features(images):
+        for index, (count, kernel_size) in enumerate(zip(filters, (7, 4, 4)), 1):
+            images = _convolution_block(images, count, kernel_size, index)
+        return images
+
+    return blocks.classifier(
+        "idsia",
+        input_shape,
+        num_classes,
+        features,
+        (dense_units,),
+        dropout=dropout,
+        minimum_size=28,
+    )
 
 
 def st_idsia(
     input_shape,
     num_classes,
     transform="affine",
-    loc_conv="conv",
-    loc_activation="relu",
+    localization_convolution="conv",
+    localization_activation="relu",
     filters=(150, 200, 300),
     dense_units=350,
     input_localization=(200, 300, 200),
     feature_localization=(150, 150, 150),
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     localization_learning_rate_multiplier=1.0,
     dropout=0.0,
 ):
@@ -64,58 +93,44 @@ def st_idsia(
     input is small (5x5 for 32x32 images). ``dropout``: rate after the
     dense layer during training (0: none).
     """
-    check_input_size(input_shape, 28, "st_idsia")
-    inputs = keras.Input(shape=input_shape, name="images")
-    features = blocks.spatial_transformer(
-        inputs,
-        blocks.convolutional_localization_net(
-            input_localization[:-1],
-            5,
-            input_localization[-1],
-            "localization_net_1",
-            loc_conv,
-            loc_activation,
-            pool_first=True,
-        ),
+    options = blocks.TransformerOptions(
         transform,
-        "transformer_1",
-        grid_shape=grid_shape,
-        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
+        localization_convolution,
+        localization_activation,
+        control_shape,
+        localization_learning_rate_multiplier,
     )
-    for index, (count, kernel_size) in enumerate(zip(filters[:2], (7, 4)), 1):
-        features = _convolution_block(features, count, kernel_size, index)
-    features = blocks.spatial_transformer(
+
+    def features(images):
+        features = _transformed(images, input_localization, options, "_1")
+        for index, (count, kernel_size) in enumerate(zip(filters[:2], (7, 4)), 1):
+            features = _convolution_block(features, count, kernel_size, index)
+        features = _transformed(
+            features, feature_localization, options, "_2", padding="same"
+        )
+        return _convolution_block(features, filters[2], 4, 3)
+
+    return blocks.classifier(
+        "st_idsia",
+        input_shape,
+        num_classes,
         features,
-        blocks.convolutional_localization_net(
-            feature_localization[:-1],
-            5,
-            feature_localization[-1],
-            "localization_net_2",
-            loc_conv,
-            loc_activation,
-            pool_first=True,
-            padding="same",
-        ),
-        transform,
-        "transformer_2",
-        grid_shape=grid_shape,
-        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
+        (dense_units,),
+        dropout=dropout,
+        minimum_size=28,
     )
-    features = _convolution_block(features, filters[2], 4, 3)
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,), dropout=dropout)
-    return keras.Model(inputs, outputs, name="st_idsia")
 
 
 def compact_st_cnn(
     input_shape,
     num_classes,
     transform="affine",
-    loc_conv="conv",
-    loc_activation="relu",
+    localization_convolution="conv",
+    localization_activation="relu",
     filters=(32, 64, 128),
     dense_units=128,
     localization=(16, 32, 64),
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     localization_learning_rate_multiplier=1.0,
     dropout=0.0,
 ):
@@ -125,26 +140,26 @@ def compact_st_cnn(
     convolutions; the classifier has three 3x3 conv + pool blocks, then a
     dense layer (``dropout``: its rate during training, 0: none).
     """
-    check_input_size(input_shape, 16, "compact_st_cnn")
-    inputs = keras.Input(shape=input_shape, name="images")
-    features = blocks.spatial_transformer(
-        inputs,
-        blocks.convolutional_localization_net(
-            localization[:-1],
-            5,
-            localization[-1],
-            "localization_net",
-            loc_conv,
-            loc_activation,
-            pool_first=True,
-            padding="same",
-        ),
+    options = blocks.TransformerOptions(
         transform,
-        "transformer",
-        grid_shape=grid_shape,
-        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
+        localization_convolution,
+        localization_activation,
+        control_shape,
+        localization_learning_rate_multiplier,
     )
-    for index, count in enumerate(filters, 1):
-        features = _convolution_block(features, count, 3, index, padding="same")
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,), dropout=dropout)
-    return keras.Model(inputs, outputs, name="compact_st_cnn")
+
+    def features(images):
+        features = _transformed(images, localization, options, padding="same")
+        for index, count in enumerate(filters, 1):
+            features = _convolution_block(features, count, 3, index, padding="same")
+        return features
+
+    return blocks.classifier(
+        "compact_st_cnn",
+        input_shape,
+        num_classes,
+        features,
+        (dense_units,),
+        dropout=dropout,
+        minimum_size=16,
+    )

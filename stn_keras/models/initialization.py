@@ -12,7 +12,7 @@ import math
 
 import keras
 
-from stn_keras.models.introspection import spatial_transformers
+from stn_keras.models.introspection import spatial_transformer_layers
 from stn_keras.validation import check_choice
 
 INITIALIZATIONS = ("keras", "fan_in_uniform")
@@ -46,7 +46,7 @@ def initialize_fan_in_uniform(model):
     Returns:
         ``model``, its weights replaced in place.
     """
-    identity_heads = {id(layer.regression) for layer in spatial_transformers(model)}
+    identity_heads = {id(layer.regression) for layer in spatial_transformer_layers(model)}
     # One generator for every draw: an initializer object would repeat its
     # values on each call, making every bias a copy of its kernel's start.
     seed = keras.random.SeedGenerator()

@@ -36,7 +36,7 @@ def find_spatial_transformers(model):
     return found
 
 
-def spatial_transformers(model):
+def spatial_transformer_layers(model):
     """The `SpatialTransformer` layers of ``model`` in graph order, nested ones included."""
     return [layer for _, layer in find_spatial_transformers(model)]
 
@@ -55,57 +55,75 @@ def transformer_model(model):
     Returns:
         A ``keras.Model`` returning the flat list ``[images_1, theta_1,
         images_2, theta_2, ...]``, one pair per transformer of
-        `spatial_transformers`: the transformer's output and its
+        `spatial_transformer_layers`: the transformer's output and its
         ``(batch, num_parameters)`` float32 parameters. ``None`` when the
         model has no spatial transformer.
     """
-    found = find_spatial_transformers(model)
-    if not found:
+    if not find_spatial_transformers(model):
         return None
-    outputs = []
-    for path, layer in found:
-        layer_input = model.inputs[0]
-        # Walk down the nested models: each level maps the enclosing model's
-        # input to the input of the next level.
-        for level, enclosing in enumerate(path):
-            target = path[level + 1] if level + 1 < len(path) else layer
-            layer_input = keras.Model(enclosing.inputs, _first_call_input(target))(
-                layer_input
-            )
-        outputs.extend(_ThetaProbe(layer)(layer_input))
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_transformers")
+    collected = []
+    _rerun(model, model.inputs[0], collected)
+    return keras.Model(model.inputs, collected, name=f"{model.name}_transformers")
 
 
-def _first_call_input(layer):
-    # `Model.input` is a model's own Input; the tensor that fed the layer's
-    # first call is what `Operation.input` returns.
-    return keras.Operation.input.fget(layer)
+def _rerun(model, inputs, collected):
+    """Calls ``model``'s layers anew on the symbolic ``inputs``.
+
+    Each spatial transformer is called through a `_ThetaProbe`, whose images
+    and theta are appended to ``collected``; nested models holding a
+    transformer are rerun the same way, so that every collected tensor is
+    one of the graph of ``inputs``. Returns the outputs of ``model``.
+    """
+    if isinstance(model, keras.Sequential):
+        outputs = inputs
+        for layer in model.layers:
+            outputs = _call_collecting(layer, collected, outputs)
+        return outputs
+    found = []
+    # A functional model reruns on inputs of its own; the rerun, returning
+    # what it found as well, is then called on ``inputs``.
+    rerun = keras.models.clone_model(
+        model,
+        clone_function=lambda layer: layer,
+        call_function=lambda layer, *arguments, **keywords: _call_collecting(
+            layer, found, *arguments, **keywords
+        ),
+    )
+    outputs, found_here = keras.Model(rerun.inputs, [rerun.output, found])(inputs)
+    collected.extend(found_here)
+    return outputs
+
+
+def _call_collecting(layer, collected, *arguments, **keywords):
+    """Calls ``layer`` as the model did, collecting what transformers compute."""
+    if isinstance(layer, SpatialTransformer):
+        images, theta = _ThetaProbe(layer)(arguments[0])
+        collected.extend([images, theta])
+        return [images, theta] if layer.return_theta else images
+    if isinstance(layer, keras.Model) and find_spatial_transformers(layer):
+        return _rerun(layer, arguments[0], collected)
+    return layer(*arguments, **keywords)
 
 
 class _ThetaProbe(keras.layers.Layer):
-    """Calls a transformer asking for ``[images, theta]``, whatever its setting.
+    """Calls a transformer for its output and theta, whatever ``return_theta``.
 
-    The transformer computes theta only when ``return_theta`` is set, so the
-    probe sets it for the duration of each call: the transformer's own code
-    and weights run. Building the probe adds no node to the transformer, so
-    its ``input`` and ``output`` stay those of the model.
+    It runs the transformer's own `localize` and `sample` with its weights,
+    in one pass.
     """
 
     def __init__(self, transformer, **kwargs):
         super().__init__(name=f"{transformer.name}_probe", **kwargs)
         self.transformer = transformer
 
-    def _with_theta(self, function, *arguments):
-        return_theta = self.transformer.return_theta
-        self.transformer.return_theta = True
-        try:
-            return function(*arguments)
-        finally:
-            self.transformer.return_theta = return_theta
-
     def call(self, images):
-        images, theta = self._with_theta(self.transformer, images)
-        return [images, theta]
+        theta = self.transformer.localize(images)
+        return [self.transformer.sample(images, theta), theta]
 
     def compute_output_spec(self, images):
-        return self._with_theta(self.transformer.compute_output_spec, images)
+        output = self.transformer.compute_output_spec(images)
+        if self.transformer.return_theta:
+            return output
+        spatial_rank = len(images.shape) - 2
+        theta_shape = (images.shape[0], self.transformer.num_parameters(spatial_rank))
+        return [output, keras.KerasTensor(theta_shape, dtype="float32")]

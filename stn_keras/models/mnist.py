@@ -10,19 +10,8 @@ two-digit addition task (appendix A.1).
 import keras
 
 from stn_keras.models import blocks
-from stn_keras.ops import DEFAULT_TPS_GRID_SHAPE
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
 from stn_keras.validation import check_int
-
-
-def check_input_size(input_shape, minimum, model_name):
-    """Raises ValueError when the images are too small for the model's layers."""
-    height, width = input_shape[0], input_shape[1]
-    if height < minimum or width < minimum:
-        raise ValueError(
-            f"Model '{model_name}' needs images of at least {minimum}x{minimum} "
-            "pixels for its convolutions and poolings. Received: "
-            f"input_shape={tuple(input_shape)}"
-        )
 
 
 def convolutional_features(features, filters, activation_kind="relu"):
@@ -40,73 +29,82 @@ def convolutional_features(features, filters, activation_kind="relu"):
 
 def fcn(input_shape, num_classes, hidden_units=(128, 128, 128)):
     """Fully connected baseline: ReLU dense layers on the flattened image."""
-    inputs = keras.Input(shape=input_shape, name="images")
-    outputs = blocks.classifier_head(inputs, num_classes, hidden_units)
-    return keras.Model(inputs, outputs, name="fcn")
+    return blocks.classifier(
+        "fcn", input_shape, num_classes, lambda images: images, hidden_units
+    )
 
 
 def cnn(input_shape, num_classes, filters=36, dense_units=50):
     """Convolutional baseline (36 filters: about the ST-CNN's capacity)."""
-    check_input_size(input_shape, 24, "cnn")
-    inputs = keras.Input(shape=input_shape, name="images")
-    features = convolutional_features(inputs, filters)
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
-    return keras.Model(inputs, outputs, name="cnn")
+    return blocks.classifier(
+        "cnn",
+        input_shape,
+        num_classes,
+        lambda images: convolutional_features(images, filters),
+        (dense_units,),
+        minimum_size=24,
+    )
 
 
 def st_fcn(
     input_shape,
     num_classes,
     transform="affine",
-    loc_conv="conv",
-    loc_activation="relu",
+    localization_convolution="conv",
+    localization_activation="relu",
     hidden_units=(108, 108, 108),
     localization_units=(32, 32, 32),
     transformer_output_size=None,
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     localization_learning_rate_multiplier=1.0,
 ):
     """ST-FCN: a dense-localised transformer on the input, then an FCN.
 
-    ``loc_conv`` is accepted for a uniform interface but must stay
-    ``"conv"``: the ST-FCN localisation net has no convolution.
+    ``localization_convolution`` is accepted for a uniform interface but
+    must stay ``"conv"``: the ST-FCN localisation net has no convolution.
     """
-    if loc_conv != "conv":
+    if localization_convolution != "conv":
         raise ValueError(
             "Model 'st_fcn' has a fully connected localisation net, so "
-            "`loc_conv` does not apply; use st_cnn for CoordConv. "
-            f"Received: loc_conv={loc_conv!r}"
+            "`localization_convolution` does not apply; use st_cnn for "
+            f"CoordConv. Received: localization_convolution={localization_convolution!r}"
         )
-    inputs = keras.Input(shape=input_shape, name="images")
-    localization_net = blocks.dense_localization_net(
-        localization_units, "localization_net", loc_activation
-    )
-    transformed = blocks.spatial_transformer(
-        inputs,
-        localization_net,
+    options = blocks.TransformerOptions(
         transform,
-        "transformer",
-        output_size=transformer_output_size,
-        grid_shape=grid_shape,
-        localization_learning_rate_multiplier=localization_learning_rate_multiplier,
+        localization_convolution,
+        localization_activation,
+        control_shape,
+        localization_learning_rate_multiplier,
     )
-    outputs = blocks.classifier_head(transformed, num_classes, hidden_units)
-    return keras.Model(inputs, outputs, name="st_fcn")
+
+    def features(images):
+        localization_net = blocks.dense_localization_net(
+            localization_units, "localization_net", options
+        )
+        return blocks.transformed_images(
+            images,
+            localization_net,
+            options,
+            "transformer",
+            output_size=transformer_output_size,
+        )
+
+    return blocks.classifier("st_fcn", input_shape, num_classes, features, hidden_units)
 
 
 def st_cnn(
     input_shape,
     num_classes,
     transform="affine",
-    loc_conv="conv",
-    loc_activation="relu",
+    localization_convolution="conv",
+    localization_activation="relu",
     filters=32,
     dense_units=50,
     localization_filters=20,
     localization_units=20,
     num_transformers=1,
     transformer_output_size=None,
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     localization_learning_rate_multiplier=1.0,
 ):
     """ST-CNN: transformer(s) localised on the 2x-downsampled input, then a CNN.
@@ -118,37 +116,43 @@ def st_cnn(
     whole input in parallel and their outputs are concatenated on the channel
     axis, so each can learn to attend to one digit.
     """
-    check_input_size(input_shape, 28, "st_cnn")
     num_transformers = check_int("num_transformers", num_transformers, 1)
-    inputs = keras.Input(shape=input_shape, name="images")
-    transformed = []
-    for index in range(1, num_transformers + 1):
-        suffix = "" if num_transformers == 1 else f"_{index}"
-        localization_net = blocks.convolutional_localization_net(
-            (localization_filters, localization_filters),
-            5,
-            localization_units,
-            f"localization_net{suffix}",
-            loc_conv,
-            loc_activation,
-        )
-        transformed.append(
-            blocks.spatial_transformer(
-                inputs,
-                localization_net,
-                transform,
-                f"transformer{suffix}",
-                localization_downsample=2,
-                output_size=transformer_output_size,
-                grid_shape=grid_shape,
-                localization_learning_rate_multiplier=localization_learning_rate_multiplier,
+    options = blocks.TransformerOptions(
+        transform,
+        localization_convolution,
+        localization_activation,
+        control_shape,
+        localization_learning_rate_multiplier,
+    )
+
+    def features(images):
+        transformed = []
+        for index in range(1, num_transformers + 1):
+            suffix = "" if num_transformers == 1 else f"_{index}"
+            localization_net = blocks.convolutional_localization_net(
+                (localization_filters, localization_filters),
+                5,
+                localization_units,
+                f"localization_net{suffix}",
+                options,
             )
-        )
-    features = transformed[0]
-    if num_transformers > 1:
-        features = keras.layers.Concatenate(name="transformed_channels")(
-            transformed
-        )
-    features = convolutional_features(features, filters)
-    outputs = blocks.classifier_head(features, num_classes, (dense_units,))
-    return keras.Model(inputs, outputs, name="st_cnn")
+            transformed.append(
+                blocks.transformed_images(
+                    images,
+                    localization_net,
+                    options,
+                    f"transformer{suffix}",
+                    localization_downsample=2,
+                    output_size=transformer_output_size,
+                )
+            )
+        features = transformed[0]
+        if num_transformers > 1:
+            features = keras.layers.Concatenate(name="transformed_channels")(
+                transformed
+            )
+        return convolutional_features(features, filters)
+
+    return blocks.classifier(
+        "st_cnn", input_shape, num_classes, features, (dense_units,), minimum_size=28
+    )

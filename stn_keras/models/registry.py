@@ -10,6 +10,7 @@ from stn_keras.models.initialization import initialize_fan_in_uniform
 from stn_keras.ops import TRANSFORMS
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
+from stn_keras.validation import with_current_names
 
 MODELS = {
     "fcn": mnist.fcn,
@@ -20,7 +21,13 @@ MODELS = {
     "st_idsia": gtsrb.st_idsia,
     "compact_st_cnn": gtsrb.compact_st_cnn,
 }
-TRANSFORMER_OPTIONS = ("transform", "loc_conv", "loc_activation")
+TRANSFORMER_OPTIONS = ("transform", "localization_convolution", "localization_activation")
+# Old names of builder options (old name -> new), still read from old run configs.
+RENAMED_OPTIONS = {
+    "loc_conv": "localization_convolution",
+    "loc_activation": "localization_activation",
+    "grid_shape": "control_shape",
+}
 
 
 def has_spatial_transformer(name):
@@ -32,7 +39,9 @@ def _builder(name):
     return MODELS[check_choice("name", name, MODELS, what="model")]
 
 
-def check_transformer_options(name, transform, loc_conv, loc_activation):
+def check_transformer_options(
+    name, transform=None, localization_convolution=None, localization_activation=None
+):
     """Validates the transformer options of model ``name``.
 
     Returns:
@@ -44,23 +53,22 @@ def check_transformer_options(name, transform, loc_conv, loc_activation):
     """
     given = {
         key: value
-        for key, value in (
-            ("transform", transform),
-            ("loc_conv", loc_conv),
-            ("loc_activation", loc_activation),
+        for key, value in zip(
+            TRANSFORMER_OPTIONS,
+            (transform, localization_convolution, localization_activation),
         )
         if value is not None
     }
     if has_spatial_transformer(name):
         check_choice("transform", given.get("transform", "affine"), TRANSFORMS)
         check_choice(
-            "loc_conv",
-            given.get("loc_conv", "conv"),
+            "localization_convolution",
+            given.get("localization_convolution", "conv"),
             blocks.LOCALIZATION_CONVOLUTIONS,
         )
         check_choice(
-            "loc_activation",
-            given.get("loc_activation", "relu"),
+            "localization_activation",
+            given.get("localization_activation", "relu"),
             blocks.LOCALIZATION_ACTIVATIONS,
         )
     elif given:
@@ -78,8 +86,8 @@ def build_model(
     input_shape,
     num_classes,
     transform=None,
-    loc_conv=None,
-    loc_activation=None,
+    localization_convolution=None,
+    localization_activation=None,
     initialization="keras",
     **options,
 ):
@@ -96,10 +104,12 @@ def build_model(
         transform: the transformer's transform (one of
             ``stn_keras.ops.TRANSFORMS``); ``None`` means ``"affine"`` for
             models with a transformer. Baselines accept only ``None``.
-        loc_conv: ``"conv"`` or ``"coordconv"`` in the localisation net;
-            ``None`` means ``"conv"``. Baselines accept only ``None``.
-        loc_activation: ``"relu"`` or ``"leaky_relu"`` in the localisation
-            net; ``None`` means ``"relu"``. Baselines accept only ``None``.
+        localization_convolution: ``"conv"`` or ``"coordconv"`` in the
+            localisation net; ``None`` means ``"conv"``. Baselines accept
+            only ``None``.
+        localization_activation: ``"relu"`` or ``"leaky_relu"`` in the
+            localisation net; ``None`` means ``"relu"``. Baselines accept
+            only ``None``.
         initialization: ``"keras"`` (Keras' defaults: Glorot-uniform
             kernels, zero biases) or ``"fan_in_uniform"`` (PyTorch's and
             Torch7's: kernels and biases uniform in ``+-1/sqrt(fan_in)``;
@@ -107,6 +117,8 @@ def build_model(
             the identity either way.
         **options: keyword arguments of the model's builder function (for
             example ``filters`` or ``num_transformers`` of ``st_cnn``).
+            The old names of :data:`RENAMED_OPTIONS` are read as the new
+            ones, with a ``DeprecationWarning``.
 
     Returns:
         A functional ``keras.Model`` whose layers all have names.
@@ -122,7 +134,17 @@ def build_model(
             f"Received: input_shape={input_shape!r}"
         )
     num_classes = check_int("num_classes", num_classes, 2)
-    given = check_transformer_options(name, transform, loc_conv, loc_activation)
+    explicit = zip(
+        TRANSFORMER_OPTIONS, (transform, localization_convolution, localization_activation)
+    )
+    options = with_current_names(
+        {**options, **{key: value for key, value in explicit if value is not None}},
+        RENAMED_OPTIONS,
+        f"the options of model '{name}'",
+    )
+    given = check_transformer_options(
+        name, *(options.pop(key, None) for key in TRANSFORMER_OPTIONS)
+    )
     accepted = [
         parameter
         for parameter in inspect.signature(builder).parameters

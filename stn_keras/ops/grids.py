@@ -29,18 +29,66 @@ from stn_keras.validation import check_int_tuple
 
 TRANSFORMS = ("affine", "attention", "similarity", "projective", "tps")
 # The paper's thin-plate-spline control lattice, (rows, columns).
-DEFAULT_TPS_GRID_SHAPE = (4, 4)
+DEFAULT_TPS_CONTROL_SHAPE = (4, 4)
+
+
+def normalized_to_pixel(coordinate, size, align_corners=False):
+    """Normalised ``[-1, 1]`` coordinates -> pixel coordinates along an axis.
+
+    Pixel ``i`` of an axis of ``size`` pixels is centred at ``i``. With
+    ``align_corners=True``, ``-1`` and ``+1`` are the centres of the first
+    and last pixels: ``(x + 1) / 2 * (size - 1)``. With
+    ``align_corners=False``, they are the outer edges of those pixels,
+    ``-0.5`` and ``size - 0.5``: ``((x + 1) * size - 1) / 2``. These are the
+    conventions, and the float arithmetic, of
+    ``torch.nn.functional.grid_sample``.
+
+    Args:
+        coordinate: normalised coordinates: a number, a numpy array or a
+            backend tensor.
+        size: the number of pixels along the axis: an int, or an array or
+            tensor (of ``coordinate``'s dtype) broadcasting against it.
+        align_corners: the convention, as above.
+
+    Returns:
+        Pixel coordinates of the type of ``coordinate``.
+    """
+    if align_corners:
+        return (coordinate + 1.0) * (0.5 * (size - 1))
+    return ((coordinate + 1.0) * size - 1.0) * 0.5
+
+
+def pixel_to_normalized(pixel, size, align_corners=False):
+    """Pixel coordinates -> normalised ``[-1, 1]`` coordinates along an axis.
+
+    The inverse of `normalized_to_pixel`: ``2 * i / (size - 1) - 1`` with
+    ``align_corners=True`` and ``(2 * i + 1) / size - 1`` with
+    ``align_corners=False``. A single pixel (``size == 1``) sits at ``0``
+    whatever the convention, as torch places it.
+
+    Args:
+        pixel: pixel coordinates (pixel ``i`` centred at ``i``): a number, a
+            numpy array or a backend tensor.
+        size: the number of pixels along the axis: an int, or a tensor
+            of ``pixel``'s dtype.
+        align_corners: the convention of `normalized_to_pixel`.
+
+    Returns:
+        Normalised coordinates of the type of ``pixel``.
+    """
+    if not align_corners:
+        return (2.0 * pixel + 1.0) / size - 1.0
+    span = size - 1
+    span = ops.maximum(span, 1) if ops.is_tensor(span) else max(span, 1)
+    # (size - 1) / span is exactly 1, or 0 for a single pixel.
+    return 2.0 * pixel / span - (size - 1) / span
 
 
 def _normalised_coordinates(size, align_corners):
-    """Pixel-centre coordinates of an axis of ``size`` pixels in [-1, 1]."""
-    if size == 1:
-        # torch places the single sample at the centre whatever the convention.
-        return np.zeros((1,), dtype=np.float64)
-    coordinates = np.linspace(-1.0, 1.0, size, dtype=np.float64)
-    if not align_corners:
-        coordinates = coordinates * (size - 1) / size
-    return coordinates
+    """Pixel-centre coordinates of an axis of ``size`` pixels, in float64."""
+    return pixel_to_normalized(
+        np.arange(size, dtype=np.float64), size, align_corners
+    )
 
 
 def spatial_rank_of(output_size):
@@ -63,10 +111,10 @@ def check_output_size(output_size, spatial_rank=2, name="output_size"):
     )
 
 
-def check_grid_shape(grid_shape):
+def check_control_shape(control_shape):
     """Returns a thin-plate-spline control lattice shape ``(rows, columns)``."""
     return check_int_pair(
-        "grid_shape", grid_shape, 2, "rows, columns of the control lattice"
+        "control_shape", control_shape, 2, "rows, columns of the control lattice"
     )
 
 
@@ -95,13 +143,13 @@ def base_grid(output_size, align_corners=False):
     return np.stack(columns + [np.ones(mesh[0].size)], axis=-1)
 
 
-def num_parameters(transform, grid_shape=DEFAULT_TPS_GRID_SHAPE, spatial_rank=2):
+def num_parameters(transform, control_shape=DEFAULT_TPS_CONTROL_SHAPE, spatial_rank=2):
     """Number of parameters the localisation network regresses."""
     check_transform(transform, spatial_rank)
     if spatial_rank == 3:
         return 12
     if transform == "tps":
-        rows, columns = check_grid_shape(grid_shape)
+        rows, columns = check_control_shape(control_shape)
         return 2 * rows * columns
     return {"affine": 6, "attention": 3, "similarity": 4, "projective": 8}[
         transform
@@ -109,14 +157,14 @@ def num_parameters(transform, grid_shape=DEFAULT_TPS_GRID_SHAPE, spatial_rank=2)
 
 
 def identity_parameters(
-    transform, grid_shape=DEFAULT_TPS_GRID_SHAPE, spatial_rank=2
+    transform, control_shape=DEFAULT_TPS_CONTROL_SHAPE, spatial_rank=2
 ):
     """Parameters for which ``transform`` samples the input unchanged."""
     check_transform(transform, spatial_rank)
     if spatial_rank == 3:
         return np.eye(3, 4, dtype=np.float32).ravel()
     if transform == "tps":
-        return np.zeros(num_parameters("tps", grid_shape), dtype=np.float32)
+        return np.zeros(num_parameters("tps", control_shape), dtype=np.float32)
     return np.asarray(
         {
             "affine": [1, 0, 0, 0, 1, 0],
@@ -284,9 +332,9 @@ def projective_grid(theta, output_size, align_corners=False):
     return _to_grid(points[..., :2] / points[..., 2:], output_size)
 
 
-def tps_control_points(grid_shape=DEFAULT_TPS_GRID_SHAPE):
+def tps_control_points(control_shape=DEFAULT_TPS_CONTROL_SHAPE):
     """The ``(rows * columns, 2)`` control lattice ``(x, y)`` over [-1, 1]."""
-    rows, columns = check_grid_shape(grid_shape)
+    rows, columns = check_control_shape(control_shape)
     grid_x, grid_y = np.meshgrid(
         np.linspace(-1.0, 1.0, columns), np.linspace(-1.0, 1.0, rows)
     )
@@ -300,7 +348,7 @@ def _tps_kernel(squared_distance):
 
 
 def tps_displacement_matrix(
-    output_size, grid_shape=DEFAULT_TPS_GRID_SHAPE, align_corners=False
+    output_size, control_shape=DEFAULT_TPS_CONTROL_SHAPE, align_corners=False
 ):
     """``(height * width, K)`` matrix mapping control offsets to grid offsets.
 
@@ -308,7 +356,7 @@ def tps_displacement_matrix(
     positions, and it reproduces affine maps exactly, so the grid is the
     identity lattice plus this matrix times the control-point offsets.
     """
-    control = tps_control_points(grid_shape)
+    control = tps_control_points(control_shape)
     num_control = control.shape[0]
     system = np.zeros((num_control + 3, num_control + 3))
     differences = control[:, None, :] - control[None, :, :]
@@ -332,23 +380,23 @@ def tps_displacement_matrix(
 def tps_grid(
     theta,
     output_size,
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     align_corners=False,
 ):
     """Sampling grid of a thin-plate spline (the paper's TPS transform).
 
     ``theta`` is ``(batch, 2 * rows * columns)``: the ``(dx, dy)`` offset, in
-    normalised units, of each control point of a ``grid_shape`` lattice
+    normalised units, of each control point of a ``control_shape`` lattice
     spread evenly over ``[-1, 1]`` (row-major, x fastest). The spline maps
     each lattice point ``c`` of the output to ``c + offset`` in the input.
     Identity: all zeros.
     """
     output_size = check_output_size(output_size)
-    grid_shape = check_grid_shape(grid_shape)
-    num_control = grid_shape[0] * grid_shape[1]
+    control_shape = check_control_shape(control_shape)
+    num_control = control_shape[0] * control_shape[1]
     theta = _as_parameter_matrix(theta, 2 * num_control, "tps")
     displacement = ops.convert_to_tensor(
-        tps_displacement_matrix(output_size, grid_shape, align_corners),
+        tps_displacement_matrix(output_size, control_shape, align_corners),
         dtype=theta.dtype,
     )
     identity = ops.convert_to_tensor(
@@ -367,16 +415,16 @@ def make_grid(
     theta,
     output_size,
     align_corners=False,
-    grid_shape=DEFAULT_TPS_GRID_SHAPE,
+    control_shape=DEFAULT_TPS_CONTROL_SHAPE,
 ):
     """Dispatches to the grid generator of ``transform`` by name.
 
-    ``grid_shape`` is the TPS control lattice; a 3-D ``output_size`` needs
+    ``control_shape`` is the TPS control lattice; a 3-D ``output_size`` needs
     the affine transform.
     """
     check_transform(transform, spatial_rank_of(output_size))
     if transform == "tps":
-        return tps_grid(theta, output_size, grid_shape, align_corners)
+        return tps_grid(theta, output_size, control_shape, align_corners)
     generator = {
         "affine": affine_grid,
         "attention": attention_grid,
