@@ -68,6 +68,9 @@ def transformer_parts(model, images, labels):
     loss_function = keras.losses.SparseCategoricalCrossentropy()
 
     def localize():
+        if hasattr(transformer, "localize"):
+            return transformer.localize(images, training=True)
+        # Commits before SpatialTransformer.localize, for "before" figures.
         features = transformer.localization_net(transformer._downsample(images), training=True)
         return transformer.regression(tf.reshape(features, (tf.shape(features)[0], -1)))
 

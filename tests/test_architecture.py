@@ -24,7 +24,7 @@ ALLOWED = {
     "data": {"ops", "validation", "files", "netpbm"},
     "visualization": {"ops"},
     "callbacks": {"models", "visualization", "validation", "files", "runtime", "run_dir"},
-    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "saving", "config", "data", "netpbm"},
+    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "saving", "config", "data", "netpbm", "ops"},
     "run_dir": {"files"},
     "runtime": {"quiet_import"},
     "config": {"models", "data", "validation"},

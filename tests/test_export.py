@@ -22,6 +22,10 @@ pytestmark = pytest.mark.tensorflow_only
 
 # float32 results of the same graph on the same inputs, batched differently.
 ATOL = 1e-6
+# Sampled pixels: the SavedModel runs the sampler as plain ops, Keras' predict
+# as compiled stages, whose pixel coordinates (up to ~28 here) round
+# differently by an ulp, about 2e-6.
+SAMPLED_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,7 @@ def test_spatial_transforms_return_theta_and_images(exported, loaded):
     )
     outputs = loaded.signatures["spatial_transforms"](images=tf.constant(images))
     np.testing.assert_allclose(outputs["spatial_transformer_theta"].numpy(), expected_theta, atol=ATOL)
-    np.testing.assert_allclose(outputs["spatial_transformer_images"].numpy(), expected_images, atol=ATOL)
+    np.testing.assert_allclose(outputs["spatial_transformer_images"].numpy(), expected_images, atol=SAMPLED_ATOL)
     # The weights make theta depend on the image, so this is no identity.
     assert np.abs(expected_theta - [1, 0, 0, 0, 1, 0]).max() > 1e-3
 
@@ -118,7 +122,7 @@ def test_nested_transformer_without_theta_output_is_found(tmp_path):
         images=tf.constant(images)
     )
     np.testing.assert_allclose(outputs["spatial_transformer_theta"].numpy(), expected_theta, atol=ATOL)
-    np.testing.assert_allclose(outputs["spatial_transformer_images"].numpy(), expected_images, atol=ATOL)
+    np.testing.assert_allclose(outputs["spatial_transformer_images"].numpy(), expected_images, atol=SAMPLED_ATOL)
     np.testing.assert_allclose(
         tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](
             images=tf.constant(images)

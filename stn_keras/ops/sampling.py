@@ -39,6 +39,7 @@ import itertools
 import keras
 from keras import ops
 
+from stn_keras.ops.grids import normalized_to_pixel
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_data_format
 
@@ -59,12 +60,6 @@ def check_mode(mode):
 def check_padding_mode(padding_mode):
     """Returns ``padding_mode`` if it names a padding mode, else raises."""
     return check_choice("padding_mode", padding_mode, PADDING_MODES, "padding mode")
-
-
-def _unnormalise(coordinate, size, align_corners):
-    if align_corners:
-        return (coordinate + 1.0) * (0.5 * (size - 1))
-    return ((coordinate + 1.0) * size - 1.0) * 0.5
 
 
 def _clip_with_zero_gradient_at_edges(coordinate, size):
@@ -175,7 +170,7 @@ def _taps(grid, sizes, mode, padding_mode, align_corners):
     coordinates = [grid[..., spatial_rank - 1 - axis] for axis in range(spatial_rank)]
     indices, weights = [], []
     for coordinate, size in zip(coordinates, sizes):
-        pixel = _unnormalise(coordinate, size, align_corners)
+        pixel = normalized_to_pixel(coordinate, size, align_corners)
         if mode == "bicubic":
             floor = ops.stop_gradient(ops.floor(pixel))
             axis_indices = []
