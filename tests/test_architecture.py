@@ -23,6 +23,7 @@ ALLOWED = {
     "validation": set(),
     "quiet_import": set(),
     "files": set(),
+    "extras": set(),
     "ops": {"validation"},
     "layers": {"ops", "validation"},
     "models": {"layers", "ops", "validation"},
@@ -37,7 +38,7 @@ ALLOWED = {
     "evaluation": {
         "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
     },
-    "serving": {"export", "validation"},
+    "serving": {"export", "validation", "extras"},
     "demo": {"config", "training", "evaluation"},
 }
 

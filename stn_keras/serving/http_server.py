@@ -7,6 +7,8 @@ sending a byte at a time would hold sockets and memory.
 `request_timeout_protocol` closes such connections.
 """
 
+from stn_keras.extras import import_extra
+
 DEFAULT_HEADER_TIMEOUT_S = 5.0
 # Generous: a 16 MiB body over a slow link takes a while.
 DEFAULT_BODY_TIMEOUT_S = 30.0
@@ -116,8 +118,11 @@ def run_server(
         max_connections: connections and requests in progress beyond which
             new requests are answered 503 (uvicorn's ``limit_concurrency``).
         log_level: uvicorn's log level.
+
+    Raises:
+        ModuleNotFoundError: uvicorn is not installed (the ``serving`` extra).
     """
-    import uvicorn
+    uvicorn = import_extra("uvicorn", "serving", "The HTTP server")
 
     uvicorn.run(
         app,
