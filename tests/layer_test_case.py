@@ -155,3 +155,16 @@ def run_layer_test(
     if run_training_check and model.trainable_weights:
         _check_training_step(model, input_data, expected)
     _check_mixed_precision(layer_class, init_kwargs, input_data, float32_outputs)
+
+
+def trainable_localization_net(convolution_class):
+    """A small localisation net (``keras.layers.Conv2D`` or ``Conv3D``) for
+    the training check: tanh, not relu, so no unit dies and every weight
+    gets a gradient."""
+    return keras.Sequential(
+        [
+            convolution_class(4, 3, activation="tanh"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="tanh"),
+        ]
+    )

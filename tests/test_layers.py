@@ -19,6 +19,7 @@ from conftest import numpy
 from conftest import random_images
 from conftest import value_and_gradients
 from layer_test_case import run_layer_test
+from layer_test_case import trainable_localization_net
 from stn_keras import layers
 from stn_keras import ops as stn_ops
 
@@ -113,11 +114,7 @@ LAYER_CASES = [
     ),
     pytest.param(
         layers.SpatialTransformer,
-        # tanh, not relu: no unit can die, so every weight gets a gradient.
-        {"localization_net": keras.Sequential(
-            [keras.layers.Conv2D(4, 3, activation="tanh"), keras.layers.Flatten(),
-             keras.layers.Dense(8, activation="tanh")]
-        ), "output_size": (6, 7),
+        {"localization_net": trainable_localization_net(keras.layers.Conv2D), "output_size": (6, 7),
          "transform": "projective", "return_theta": True, "localization_downsample": 2},
         random_images((2, 16, 12, 1)),
         [(2, 6, 7, 1), (2, 8)],

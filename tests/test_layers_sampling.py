@@ -8,6 +8,7 @@ from keras import ops
 from conftest import numpy
 from conftest import random_images
 from layer_test_case import run_layer_test
+from layer_test_case import trainable_localization_net
 from stn_keras import layers
 from stn_keras import ops as stn_ops
 
@@ -52,10 +53,8 @@ LAYER_CASES = [
     ),
     pytest.param(
         layers.SpatialTransformer,
-        {"localization_net": keras.Sequential(
-            [keras.layers.Conv3D(4, 3, activation="tanh"), keras.layers.Flatten(),
-             keras.layers.Dense(8, activation="tanh")]
-        ), "localization_downsample": 2, "return_theta": True},
+        {"localization_net": trainable_localization_net(keras.layers.Conv3D),
+         "localization_downsample": 2, "return_theta": True},
         random_images((2, 8, 10, 12, 2)),
         [(2, 8, 10, 12, 2), (2, 12)],
         # A convolution, a dense layer and the regression: kernel and bias each.
