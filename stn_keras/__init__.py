@@ -1,14 +1,15 @@
 """stn_keras: Spatial Transformer Networks (Jaderberg et al. 2015) for Keras 3.
 
 Importing the package registers its layers with Keras' serialisation, so
-``.keras`` files holding them load with plain ``keras.saving.load_model``. When Keras is not imported yet, it is
-imported here without TensorFlow's informational start-up lines (warnings
-and errors still show; see ``stn_keras.quiet_import``).
+``.keras`` files holding them load with plain ``keras.saving.load_model``.
+It leaves the process' file descriptors alone; only stn_keras's own command
+lines import Keras with TensorFlow's informational start-up lines filtered
+(see ``stn_keras.quiet_import``).
 """
 
-from stn_keras.quiet_import import import_keras_quietly
+from stn_keras.quiet_import import import_quietly
 
-import_keras_quietly()
+import_quietly("keras")
 
 from stn_keras import layers  # noqa: E402
 from stn_keras import ops  # noqa: E402

@@ -1,11 +1,17 @@
-"""Importing Keras without TensorFlow's start-up chatter.
+"""Starting stn_keras's command lines without TensorFlow's start-up chatter.
 
 TensorFlow prints a dozen informational lines (oneDNN, CUDA stubs, CPU
 instruction sets) to the process' stderr while it is imported, before its
 logging is initialised, so neither ``TF_CPP_MIN_LOG_LEVEL`` nor Python's
-logging can filter them. :func:`import_keras_quietly` routes file
-descriptor 2 through a filter during the import that passes on every line
-except those informational ones: real warnings and errors still show.
+logging can filter them. :func:`import_filtered` routes file descriptor 2
+through a filter during the import that passes on every line except those
+informational ones: real warnings and errors still show.
+
+Rerouting a process' file descriptors is the business of the program that
+owns the process, not of a library imported into it (a notebook, a server):
+:func:`import_quietly` filters only when the process runs one of stn_keras's
+own command lines (:func:`runs_a_command_line`), and is a plain import
+everywhere else.
 """
 
 import contextlib
@@ -73,12 +79,48 @@ def _stderr_filtered():
 _IMPORT_LOCK = threading.Lock()
 
 
+def runs_a_command_line():
+    """Whether this process runs one of stn_keras's command lines.
+
+    Those are ``python -m stn_keras.<module>`` and the scripts beside the
+    package in the repository (``train.py``, ``evaluate.py``, ``serve.py``):
+    programs whose file lies in the package or beside it. While Python
+    locates the module of ``python -m`` it imports the module's packages
+    with ``sys.argv[0]`` set to ``"-m"`` (see the documentation of ``-m``),
+    so the module is then read from the original command line.
+    """
+    program = sys.argv[0] if sys.argv else ""
+    if program == "-m":
+        arguments = sys.orig_argv
+        module = next(
+            (after for flag, after in zip(arguments, arguments[1:]) if flag == "-m"), ""
+        )
+        return module.startswith("stn_keras.")
+    if not program.endswith(".py"):
+        return False
+    package = os.path.dirname(os.path.abspath(__file__))
+    folder = os.path.dirname(os.path.abspath(program))
+    return folder == os.path.dirname(package) or os.path.commonpath([folder, package]) == package
+
+
 def import_quietly(module_name):
+    """Imports ``module_name``, filtered in stn_keras's command lines only.
+
+    Returns the module: :func:`import_filtered` where
+    :func:`runs_a_command_line`, a plain import elsewhere.
+    """
+    if runs_a_command_line():
+        return import_filtered(module_name)
+    return importlib.import_module(module_name)
+
+
+def import_filtered(module_name):
     """Imports ``module_name`` with TensorFlow's start-up lines filtered.
 
-    Returns the module. Also sets ``TF_CPP_MIN_LOG_LEVEL=1`` unless set, so
-    TensorFlow's later C++ informational lines stay quiet while its warnings
-    show. A module already imported is returned as is.
+    For command lines only: it reroutes file descriptor 2. Returns the
+    module. Also sets ``TF_CPP_MIN_LOG_LEVEL=1`` unless set, so TensorFlow's
+    later C++ informational lines stay quiet while its warnings show. A
+    module already imported is returned as is.
     """
     with _IMPORT_LOCK:
         if module_name in sys.modules:
@@ -96,8 +138,3 @@ def import_quietly(module_name):
                 # on import: do that now, inside the filter.
                 sys.modules["tensorflow"].config.list_physical_devices()
             return module
-
-
-def import_keras_quietly():
-    """Imports ``keras``, and so its backend, with the start-up lines filtered."""
-    return import_quietly("keras")

@@ -1,20 +1,18 @@
 """Pictures of a trained model: confusion matrices, transformer samples, mistakes.
 
-Everything renders with matplotlib's non-interactive Agg backend, so it works
-on headless machines; each function writes one PNG and returns its path.
+Each function builds a ``matplotlib.figure.Figure`` of its own, not a
+pyplot figure, and writes it as one PNG (whose path it returns): saving a PNG
+renders with Agg without a display, and matplotlib's global backend, which a
+notebook user may have chosen, is left as it was.
 """
 
-import matplotlib
+import numpy as np
+from keras import ops
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
-
-from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE  # noqa: E402
-from stn_keras.ops import make_grid  # noqa: E402
-from stn_keras.ops import normalized_to_pixel  # noqa: E402
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
+from stn_keras.ops import make_grid
+from stn_keras.ops import normalized_to_pixel
 
 OUTLINE_COLORS = ("red", "cyan", "yellow", "lime")
 
@@ -146,7 +144,8 @@ def plot_confusion_matrix(matrix, class_names, path):
     normalised = matrix / np.maximum(row_totals, 1)
     num_classes = len(class_names)
     size = max(6.0, 0.32 * num_classes + 3.0)
-    figure, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    figure = Figure(figsize=(2 * size + 1, size))
+    axes = figure.subplots(1, 2)
     annotate = num_classes <= 20
     for axis, values, title, fmt in (
         (axes[0], matrix, "Counts", "d"),
@@ -179,7 +178,6 @@ def plot_confusion_matrix(matrix, class_names, path):
                     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
@@ -207,9 +205,8 @@ def plot_transformer_samples(
     """
     count = len(images)
     columns = 3 + len(transformed)
-    figure, axes = plt.subplots(
-        count, columns, figsize=(2.1 * columns, 2.1 * count), squeeze=False
-    )
+    figure = Figure(figsize=(2.1 * columns, 2.1 * count))
+    axes = figure.subplots(count, columns, squeeze=False)
     shown = displayable_images(images)
     for row in range(count):
         _show(axes[row, 0], shown[row])
@@ -241,7 +238,6 @@ def plot_transformer_samples(
         axis.set_title(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
@@ -261,9 +257,8 @@ def plot_misclassified(
     wrong = np.flatnonzero(np.asarray(predictions) != np.asarray(labels))[:limit]
     columns = 6
     rows = max(1, int(np.ceil(len(wrong) / columns)))
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False
-    )
+    figure = Figure(figsize=(2.0 * columns, 2.3 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     if len(wrong) == 0:
@@ -281,5 +276,4 @@ def plot_misclassified(
         )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path

@@ -1,8 +1,10 @@
-"""Shared test configuration: backend markers, real-data gating, gradients.
+"""Shared test configuration: backend markers, real-data gating, helpers.
 
 The suite runs once per Keras backend (``KERAS_BACKEND``). Tests marked
 ``tensorflow_only`` skip on JAX and PyTorch; tests marked ``real_data`` skip
-unless ``STN_DATA_DIR`` points at the real data sets.
+unless ``STN_DATA_DIR`` points at the real data sets. Besides: the numpy
+value of a tensor, random images, gradients on every backend, a fixture for
+Keras' global dtype policy and one forcing each sampler code path.
 """
 
 import os
@@ -10,6 +12,8 @@ import os
 import keras
 import numpy as np
 import pytest
+
+from stn_keras.ops import sampling
 
 BACKEND = keras.backend.backend()
 
@@ -31,6 +35,38 @@ def pytest_collection_modifyitems(config, items):
 def data_dir():
     """The real data directory (only for tests marked ``real_data``)."""
     return os.environ["STN_DATA_DIR"]
+
+
+@pytest.fixture
+def dtype_policy():
+    """Sets Keras' global dtype policy, e.g. ``dtype_policy("mixed_float16")``;
+    the policy before the test is restored after it."""
+    previous = keras.config.dtype_policy()
+    yield keras.config.set_dtype_policy
+    keras.config.set_dtype_policy(previous)
+
+
+@pytest.fixture(params=("native", "keras_ops") if BACKEND == "torch" else ("keras_ops",))
+def implementation(request, monkeypatch):
+    """Runs the test on each sampler code path of the backend: on PyTorch the
+    native ``grid_sample`` the library dispatches to and the ``keras.ops``
+    sampler the other backends use."""
+    if request.param == "keras_ops":
+        monkeypatch.setattr(sampling, "_native_sampler", lambda: None)
+    return request.param
+
+
+def numpy(tensor):
+    """A backend tensor (or array) as a numpy array."""
+    return keras.ops.convert_to_numpy(tensor)
+
+
+def random_images(shape, seed=0, dtype="float32"):
+    """Uniform random images: floats in ``[0, 1)``, or uint8 in ``[0, 255]``."""
+    rng = np.random.default_rng(seed)
+    if dtype == "uint8":
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+    return rng.uniform(size=shape).astype(dtype)
 
 
 def value_and_gradients(function, *arguments):

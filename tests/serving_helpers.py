@@ -60,10 +60,6 @@ def build_cnn(input_shape=(16, 16, 3), num_classes=4, seed=1):
     return keras.Model(inputs, outputs)
 
 
-def random_images(count, shape, seed):
-    return np.random.RandomState(seed).rand(count, *shape).astype("float32")
-
-
 def encode_image(pixels, image_format):
     """Encodes uint8 ``(height, width[, channels])`` pixels as PNG, JPEG, BMP, GIF or PPM/PGM bytes."""
     from PIL import Image
@@ -162,8 +158,9 @@ def send_bombs_in_parallel(server, count=8, model="mnist"):
 def assert_good_request_succeeds(client, model, atol=1e-6, name="mnist", seed=99):
     """A float request to ``name`` answers ``model.predict``'s probabilities."""
     import numpy as np
+    from conftest import random_images
 
-    images = random_images(2, tuple(model.input_shape[1:]), seed=seed)
+    images = random_images((2, *model.input_shape[1:]), seed=seed)
     answer = client.post(f"/v1/models/{name}:predict", json={"instances": images.tolist()})
     assert answer.status_code == 200, answer.text
     np.testing.assert_allclose(

@@ -1,11 +1,18 @@
 """The package's layering: each part imports only the parts below it.
 
 docs/ARCHITECTURE.md draws these layers; this test keeps the code to them.
+Importing a part has no side effects on the process (file descriptors,
+matplotlib's backend) and pulls in no part it does not need.
 """
 
 import ast
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import keras
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "stn_keras"
@@ -18,6 +25,7 @@ ALLOWED = {
     "files": set(),
     "saving": set(),
     "netpbm": set(),
+    "extras": set(),
     "ops": {"validation"},
     "layers": {"ops", "validation"},
     "models": {"layers", "ops", "validation"},
@@ -33,7 +41,7 @@ ALLOWED = {
         "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
         "saving",
     },
-    "serving": {"export", "validation"},
+    "serving": {"export", "validation", "extras"},
     "pretrained": {"evaluation", "export"},
     "demo": {"config", "training", "evaluation"},
 }
@@ -75,3 +83,61 @@ def test_module_imports_only_the_layers_below(path):
     part = part_of(path)
     forbidden = imported_parts(path) - ALLOWED[part] - {part}
     assert not forbidden, f"{path.relative_to(PACKAGE)} ({part}) imports {sorted(forbidden)}"
+
+
+def run_python(script, **environment):
+    """Runs ``script`` in a fresh interpreter; returns its stdout."""
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True, text=True, timeout=120, cwd=PACKAGE.parent,
+        env={**os.environ, "KERAS_BACKEND": keras.backend.backend(), **environment},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def test_importing_and_drawing_leave_the_process_alone(tmp_path):
+    """A library imported into a notebook or a server must not reroute its
+    stderr (the command lines filter TensorFlow's start-up lines themselves)
+    nor switch the plotting backend its user chose. TensorFlow is imported
+    too, as the library does under every backend."""
+    path = tmp_path / "confusion_matrix.png"
+    output = run_python(
+        f"""
+        import os
+        calls = []
+        for name in ("dup", "dup2"):
+            def recorded(*arguments, real=getattr(os, name), name=name):
+                calls.append(name)
+                return real(*arguments)
+            setattr(os, name, recorded)
+        before = os.fstat(2)
+        import matplotlib
+        from stn_keras import runtime
+        from stn_keras import visualization
+        runtime.import_tensorflow()
+        visualization.plot_confusion_matrix([[3, 1], [0, 2]], ["a", "b"], {str(path)!r})
+        after = os.fstat(2)
+        print(calls, (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino))
+        print(matplotlib.get_backend())
+        """,
+        MPLBACKEND="svg",
+    )
+    assert output.splitlines() == ["[] True", "svg"]
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+APPLICATION_PARTS = ("training", "callbacks", "models", "visualization")
+
+
+def test_serving_and_export_import_no_training_models_or_pictures():
+    output = run_python(
+        f"""
+        import sys
+        for module in ("stn_keras.export", "stn_keras.serving"):
+            __import__(module)
+            parts = [name for name in {APPLICATION_PARTS!r} if "stn_keras." + name in sys.modules]
+            print(module, parts)
+        """
+    )
+    assert output.splitlines() == ["stn_keras.export []", "stn_keras.serving []"]

@@ -204,10 +204,19 @@ def test_resume_with_other_flags_warns_and_keeps_the_saved_settings(tmp_path, ca
     assert "ignoring ['epochs']" in caplog.text  # seed=0 is what the run used
 
 
-@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "serve.py", "predict.py"])
-def test_cli_help_starts_quietly(script):
+COMMAND_LINES = [
+    [str(ROOT / "train.py")],
+    [str(ROOT / "evaluate.py")],
+    [str(ROOT / "serve.py")],
+    [str(ROOT / "predict.py")],
+    *(["-m", f"stn_keras.{module}"] for module in ("demo", "export", "serving", "data")),
+]
+
+
+@pytest.mark.parametrize("command_line", COMMAND_LINES, ids=" ".join)
+def test_cli_help_starts_quietly(command_line):
     completed = subprocess.run(
-        [sys.executable, str(ROOT / script), "--help"],
+        [sys.executable, *command_line, "--help"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
     )

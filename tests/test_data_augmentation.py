@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import random_images
 from stn_keras.data import AUGMENTATION_DEFAULTS
 from stn_keras.data import augment
 from stn_keras.data import check_augmentation_options
@@ -22,25 +23,24 @@ IDENTITY = {
 }
 
 
-def random_images(count=6, size=16, channels=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (count, size, size, channels), dtype=np.uint8)
+# Six 16x16 RGB images as the data sets store them.
+IMAGES_SHAPE = (6, 16, 16, 3)
 
 
 def test_identity_options_return_the_images_unchanged():
-    images = random_images()
+    images = random_images(IMAGES_SHAPE, dtype="uint8")
     np.testing.assert_array_equal(augment(images, seed=1, **IDENTITY), images)
 
 
 def test_a_quarter_turn_is_an_exact_counter_clockwise_rotation():
     # At 90 degrees every output pixel centre lands on an input pixel centre.
-    images = random_images(size=8)
+    images = random_images((6, 8, 8, 3), dtype="uint8")
     turned = augment(images, seed=0, **{**IDENTITY, "rotation_range": (90, 90)})
     np.testing.assert_array_equal(turned, np.rot90(images, k=1, axes=(1, 2)))
 
 
 def test_same_seed_same_output_and_new_seeds_new_output():
-    images = random_images()
+    images = random_images(IMAGES_SHAPE, dtype="uint8")
     first = augment(images, seed=[3, 0, 1])
     np.testing.assert_array_equal(first, augment(images, seed=[3, 0, 1]))
     assert not np.array_equal(first, augment(images, seed=[3, 0, 2]))
@@ -48,7 +48,7 @@ def test_same_seed_same_output_and_new_seeds_new_output():
 
 
 def test_float_images_stay_float_in_unit_range():
-    images = random_images().astype(np.float32) / 255.0
+    images = random_images(IMAGES_SHAPE, dtype="uint8").astype(np.float32) / 255.0
     output = augment(images, seed=0, brightness_range=0.5, contrast_range=(2, 3))
     assert output.dtype == np.float32
     assert output.min() >= 0.0 and output.max() <= 1.0
@@ -67,7 +67,7 @@ def test_border_padding_fills_with_the_edge_not_with_black():
 
 def test_pose_matches_torch_affine_grid_and_grid_sample():
     torch = pytest.importorskip("torch")
-    images = random_images(count=4, size=10, channels=2).astype(np.float32) / 255.0
+    images = random_images((4, 10, 10, 2), dtype="uint8").astype(np.float32) / 255.0
     drawn = draw_augmentation(
         np.random.default_rng(5), 4, (10, 10), check_augmentation_options({"rotation_range": (-30, 30)})
     )
@@ -152,7 +152,7 @@ def test_options_are_merged_over_the_defaults():
 )
 def test_bad_options_are_refused_with_their_name(options, message):
     with pytest.raises(ValueError, match=message):
-        augment(random_images(count=1), **options)
+        augment(random_images((1, 16, 16, 3), dtype="uint8"), **options)
 
 
 def test_options_must_be_a_mapping():
@@ -161,7 +161,7 @@ def test_options_must_be_a_mapping():
 
 
 def test_pipeline_augments_every_batch_afresh_and_resumes_exactly():
-    images, labels = random_images(count=8), np.arange(8)
+    images, labels = random_images((8, 16, 16, 3), dtype="uint8"), np.arange(8)
     plain = make_pipeline(images, labels, batch_size=4)
     stream = make_pipeline(
         images, labels, batch_size=4, seed=2, augmentation={}, num_epochs=2
@@ -178,4 +178,4 @@ def test_pipeline_augments_every_batch_afresh_and_resumes_exactly():
 
 def test_pipeline_refuses_bad_augmentation_options():
     with pytest.raises(ValueError, match="Unknown augmentation option"):
-        make_pipeline(random_images(), np.arange(6), batch_size=2, augmentation={"flip": True})
+        make_pipeline(random_images(IMAGES_SHAPE, dtype="uint8"), np.arange(6), batch_size=2, augmentation={"flip": True})

@@ -89,7 +89,14 @@ def test_fit_evaluate_predict_accept_the_pipeline(digits):
     history = model.fit(train, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
     test = make_pipeline(x, y, batch_size=32, distortion="rts")
-    assert np.isfinite(model.evaluate(test, verbose=0))
+    # The pipeline delivers every image once, with its own label: evaluating
+    # it is evaluating its batches joined.
+    batches = [test[index] for index in range(len(test))]
+    joined_x = np.concatenate([images for images, _ in batches])
+    joined_y = np.concatenate([labels for _, labels in batches])
+    np.testing.assert_array_equal(joined_y, y)
+    expected = model.evaluate(joined_x, joined_y, batch_size=64, verbose=0)
+    np.testing.assert_allclose(model.evaluate(test, verbose=0), expected, rtol=1e-5)
     assert model.predict(make_pipeline(x, None, 32, distortion="rts"), verbose=0).shape == (64, 10)
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import random_images
 from serving_helpers import CLASS_NAMES
 from serving_helpers import animated_gif
 from serving_helpers import build_cnn
@@ -16,7 +17,6 @@ from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
-from serving_helpers import random_images
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -75,7 +75,7 @@ def test_serving_default_equals_predict_after_reload(exported, loaded, batch_siz
     import tensorflow as tf
 
     model, export_dir, _ = exported
-    images = random_images(batch_size, (28, 28, 1), seed=batch_size)
+    images = random_images((batch_size, 28, 28, 1), seed=batch_size)
     expected = model.predict(images, verbose=0)
     signature = loaded.signatures["serving_default"]
     np.testing.assert_allclose(
@@ -91,7 +91,7 @@ def test_spatial_transforms_return_theta_and_images(exported, loaded):
     import tensorflow as tf
 
     model, _, _ = exported
-    images = random_images(4, (28, 28, 1), seed=7)
+    images = random_images((4, 28, 28, 1), seed=7)
     transformer = model.get_layer("spatial_transformer")
     expected_images, expected_theta = keras.Model(model.inputs, transformer.output).predict(
         images, verbose=0
@@ -111,7 +111,7 @@ def test_nested_transformer_without_theta_output_is_found(tmp_path):
     model = build_st_cnn(nested=True)
     signatures = export_saved_model(model, tmp_path / "1")
     assert "spatial_transforms" in signatures
-    images = random_images(3, (28, 28, 1), seed=3)
+    images = random_images((3, 28, 28, 1), seed=3)
     block = model.get_layer("transformer_block")
     transformer = block.get_layer("spatial_transformer")
     # Reference: the same transformer asked for theta on its own input.
@@ -321,7 +321,7 @@ def test_multi_output_model_exports_the_named_probabilities(tmp_path, probabilit
     probabilities = keras.layers.Identity(name="probabilities")(st_cnn.outputs[0])
     model = keras.Model(st_cnn.inputs, [transformer.output[1], probabilities])
     export_saved_model(model, tmp_path / "1", probabilities_output=probabilities_output)
-    images = random_images(2, (28, 28, 1), seed=21)
+    images = random_images((2, 28, 28, 1), seed=21)
     outputs = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](
         images=tf.constant(images)
     )
@@ -453,7 +453,7 @@ def test_export_killed_midway_leaves_the_previous_export_whole(tmp_path):
     from stn_keras.serving.served_model import resolve_version
 
     model = build_cnn()
-    images = random_images(2, (16, 16, 3), seed=3)
+    images = random_images((2, 16, 16, 3), seed=3)
     for existing in (False, True):
         export_dir = tmp_path / str(int(existing)) / "1"
         if existing:
@@ -491,7 +491,7 @@ def test_export_replaces_an_existing_directory(tmp_path):
     model = build_cnn(seed=2)
     export_saved_model(model, tmp_path / "1")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["1"]
-    images = random_images(2, (16, 16, 3), seed=4)
+    images = random_images((2, 16, 16, 3), seed=4)
     served = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
     np.testing.assert_allclose(
         served(images=tf.constant(images))["probabilities"].numpy(), model.predict(images, verbose=0), atol=ATOL

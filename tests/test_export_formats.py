@@ -11,7 +11,7 @@ import pytest
 
 from serving_helpers import CLASS_NAMES
 from serving_helpers import build_st_cnn
-from serving_helpers import random_images
+from conftest import random_images
 
 pytestmark = pytest.mark.tensorflow_only
 
@@ -27,7 +27,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def images():
-    return random_images(32, (28, 28, 1), seed=5)
+    return random_images((32, 28, 28, 1), seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_int8_keeps_the_transformer_in_float(tmp_path, model, images):
     from stn_keras.export.formats import export_litert
 
     path = tmp_path / "model_int8.tflite"
-    export_litert(model, path, "int8", calibration=random_images(40, (28, 28, 1), seed=6))
+    export_litert(model, path, "int8", calibration=random_images((40, 28, 28, 1), seed=6))
     interpreter = Interpreter(model_path=str(path))
     tensors = interpreter.get_tensor_details()
     kinds = {}

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import random_images
 from serving_helpers import CLASS_NAMES
 from serving_helpers import build_st_cnn
-from serving_helpers import random_images
 
 BACKEND = keras.backend.backend()
 
@@ -88,7 +88,7 @@ def test_model_saved_under_jax_exports_with_its_class_names(tmp_path):
     assert signatures == ["serving_default", "predict_bytes", "spatial_transforms"]
     assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "model.keras", "saved_model"]
     model = keras.saving.load_model(run_dir / "model.keras")
-    images = random_images(3, (28, 28, 1), seed=8)
+    images = random_images((3, 28, 28, 1), seed=8)
     loaded = tf.saved_model.load(str(export_dir))
     np.testing.assert_allclose(
         loaded.signatures["serving_default"](images=tf.constant(images))["probabilities"].numpy(),

@@ -7,7 +7,7 @@ import pytest
 
 from serving_helpers import build_cnn
 from serving_helpers import build_st_cnn
-from serving_helpers import random_images
+from conftest import random_images
 from stn_keras.models.introspection import find_spatial_transformers
 from stn_keras.models.introspection import spatial_transformer_layers
 from stn_keras.models.introspection import transformer_model
@@ -27,7 +27,7 @@ def transformer_with_theta(layer, images):
 @pytest.mark.parametrize("nested", [False, True])
 def test_transformer_model_returns_images_and_theta_of_each_transformer(nested):
     model = build_st_cnn(nested=nested)
-    images = random_images(3, (28, 28, 1), seed=1)
+    images = random_images((3, 28, 28, 1), seed=1)
     (layer,) = spatial_transformer_layers(model)
     transformed, theta = transformer_model(model).predict(images, verbose=0)
     # The nested transformer sits after a Rescaling(0.5, offset=0.25).
@@ -51,7 +51,7 @@ def test_transformer_model_reaches_into_a_sequential_sub_model():
     )
     inputs = keras.Input((28, 28, 1))
     outer = keras.Model(inputs, block(inputs))
-    images = random_images(2, (28, 28, 1), seed=2)
+    images = random_images((2, 28, 28, 1), seed=2)
     transformed, theta = transformer_model(outer).predict(images, verbose=0)
     expected_images, expected_theta = transformer_with_theta(layer, images * 2.0)
     np.testing.assert_allclose(theta, expected_theta, atol=1e-6)

@@ -1,7 +1,10 @@
 """Grid generators and the bilinear sampler against torch and by hand.
 
-Runs on every Keras backend. torch (CPU) is only the reference here: the
-library under test goes through ``keras.ops`` of the active backend.
+Runs on every Keras backend; torch (CPU) is the reference. On PyTorch the
+library samples with torch's native ``grid_sample``, so the comparisons with
+torch and the gradient checks run there twice (the ``implementation``
+fixture): once natively, once through the ``keras.ops`` sampler the other
+backends use, which would otherwise be compared with nothing but itself.
 """
 
 import itertools
@@ -13,15 +16,12 @@ import torch.nn.functional as F
 from keras import ops
 
 from conftest import BACKEND
+from conftest import numpy
 from conftest import value_and_gradients
 from stn_keras import ops as stn_ops
 
 PADDING_MODES = ("zeros", "border", "reflection")
 CONVENTIONS = list(itertools.product((False, True), PADDING_MODES))
-
-
-def numpy(tensor):
-    return ops.convert_to_numpy(tensor)
 
 
 def torch_grid_sample(images, grid, padding_mode, align_corners):
@@ -44,7 +44,7 @@ def random_case(seed, batch=3, size=(9, 7), channels=2):
 
 
 @pytest.mark.parametrize("align_corners,padding_mode", CONVENTIONS)
-def test_values_and_gradients_match_torch(align_corners, padding_mode):
+def test_values_and_gradients_match_torch(implementation, align_corners, padding_mode):
     images, theta = random_case(seed=1)
     output_size = (6, 11)
     weights = np.random.default_rng(2).normal(
@@ -92,7 +92,7 @@ def test_values_and_gradients_match_torch(align_corners, padding_mode):
 
 
 @pytest.mark.parametrize("align_corners,padding_mode", CONVENTIONS)
-def test_grid_gradient_matches_torch_far_outside(align_corners, padding_mode):
+def test_grid_gradient_matches_torch_far_outside(implementation, align_corners, padding_mode):
     """Samples up to 3 image-widths away, where padding modes differ most."""
     rng = np.random.default_rng(3)
     images = rng.normal(size=(2, 5, 8, 3)).astype("float32")
@@ -197,7 +197,7 @@ def test_identity_parameters_return_the_input(transform, align_corners, size):
     np.testing.assert_allclose(sampled, images, atol=2e-7 * max(size) + 1e-7)
 
 
-def test_integer_positions_have_one_sided_gradients():
+def test_integer_positions_have_one_sided_gradients(implementation):
     """At an exact pixel the gradient is the forward difference, as torch.
 
     A sampler that takes floor/ceil of the same integer, or masks by the
@@ -231,7 +231,7 @@ def test_integer_positions_have_one_sided_gradients():
 
 
 @pytest.mark.parametrize("align_corners,padding_mode", CONVENTIONS)
-def test_gradients_match_central_differences(align_corners, padding_mode):
+def test_gradients_match_central_differences(implementation, align_corners, padding_mode):
     rng = np.random.default_rng(6)
     images = rng.normal(size=(1, 6, 5, 2)).astype("float32")
     # Points kept away from cell edges so a small step stays in one cell.
@@ -363,7 +363,7 @@ def test_tps_of_affine_offsets_is_the_affine_grid():
     )
 
 
-def test_channels_first_matches_channels_last():
+def test_channels_first_matches_channels_last(implementation):
     images, theta = random_case(seed=11)
     grid = stn_ops.affine_grid(theta, (4, 5))
     last = numpy(stn_ops.bilinear_sample(images, grid))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from keras import ops
 
 from conftest import BACKEND
+from conftest import numpy
 from conftest import value_and_gradients
 from stn_keras import ops as stn_ops
 from stn_keras.ops import sampling
@@ -24,7 +25,6 @@ IMAGE_CASES = list(
     itertools.product(("nearest", "bilinear", "bicubic"), PADDING_MODES, (False, True))
 )
 VOLUME_CASES = list(itertools.product(("nearest", "bilinear"), PADDING_MODES, (False, True)))
-IMPLEMENTATIONS = ("native", "keras_ops") if BACKEND == "torch" else ("keras_ops",)
 
 
 def in_graph(function):
@@ -58,16 +58,6 @@ def compiled_graph(monkeypatch):
     monkeypatch.setattr(stn_ops, "grid_sample", in_graph(stn_ops.grid_sample))
 
 
-@pytest.fixture(params=IMPLEMENTATIONS)
-def implementation(request, monkeypatch):
-    """Runs the test on each sampler code path of the backend."""
-    if request.param == "keras_ops":
-        monkeypatch.setattr(sampling, "_native_sampler", lambda: None)
-    return request.param
-
-
-def numpy(tensor):
-    return ops.convert_to_numpy(tensor)
 
 
 def channels_first(array):

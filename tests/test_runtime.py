@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -93,27 +92,38 @@ def test_start_up_filter_drops_information_and_keeps_problems():
     )
 
 
-def test_importing_the_package_is_quiet_but_keeps_warnings():
-    script = textwrap.dedent(
-        """
-        import os, sys
-        import stn_keras
-        from stn_keras import runtime
-        runtime.import_tensorflow()
-        os.write(2, b"after import\\n")
-        import warnings
-        warnings.warn("a real warning")
-        """
-    )
+@pytest.mark.parametrize(
+    "argv,orig_argv,expected",
+    [
+        (["-m"], ["python", "-m", "stn_keras.demo"], True),
+        (["-m"], ["python", "-W", "ignore", "-m", "stn_keras.export", "runs/a"], True),
+        (["-m"], ["python", "-m", "pytest", "tests"], False),
+        ([str(ROOT / "train.py"), "--help"], None, True),
+        (["serve.py"], None, True),
+        ([str(ROOT / "stn_keras" / "export" / "__main__.py")], None, True),
+        ([str(ROOT / "bench" / "bench_sampler.py")], None, False),
+        (["/usr/lib/python3/site-packages/pytest/__main__.py"], None, False),
+        (["-c"], ["python", "-c", "import stn_keras"], False),
+        ([""], ["python"], False),
+        ([], ["python"], False),
+    ],
+)
+def test_only_stn_keras_command_lines_import_filtered(monkeypatch, argv, orig_argv, expected):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(sys, "orig_argv", orig_argv or ["python", *argv])
+    assert quiet_import.runs_a_command_line() is expected
+
+
+def test_a_command_line_starts_quietly_and_still_shows_its_errors():
     completed = subprocess.run(
-        [sys.executable, "-c", script],
+        [sys.executable, "evaluate.py", "--model", "model.keras", "--batch-size", "0"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "KERAS_BACKEND": BACKEND},
     )
-    assert completed.returncode == 0, completed.stderr
-    lines = completed.stderr.splitlines()
-    assert lines[0] == "after import", completed.stderr
-    assert "UserWarning: a real warning" in completed.stderr
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("usage: evaluate.py"), completed.stderr
+    assert "error: --batch-size and --num-samples must be >= 1" in completed.stderr
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="reads a JAX-trained model on TensorFlow")
@@ -150,16 +160,17 @@ def test_a_model_trained_on_jax_evaluates_the_same_on_tensorflow(tmp_path):
 def test_a_failing_import_still_shows_its_warnings_and_error(tmp_path):
     (tmp_path / "noisy_module.py").write_text(
         "import os\n"
-        "os.write(2, b'I0000 00:00:1795899795.1 1 port.cc:153] oneDNN custom operations\\n')\n"
+        "os.write(2, b'I0000 00:00:1795899795.1 1 port.cc:153] an informational line\\n')\n"
         "os.write(2, b'W0000 00:00:1795899795.2 1 some.cc:1] a real warning\\n')\n"
         "raise ImportError('the library is broken')\n"
     )
-    script = "from stn_keras.quiet_import import import_quietly\nimport_quietly('noisy_module')\n"
+    script = "from stn_keras.quiet_import import import_filtered\nimport_filtered('noisy_module')\n"
     completed = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
         env={**os.environ, "KERAS_BACKEND": BACKEND, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
     )
     assert completed.returncode == 1
-    assert "a real warning" in completed.stderr and "oneDNN" not in completed.stderr
+    assert "a real warning" in completed.stderr
+    assert "an informational line" not in completed.stderr
     assert "ImportError: the library is broken" in completed.stderr

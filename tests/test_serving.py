@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import random_images
 import serving_helpers
 from serving_helpers import CLASS_NAMES
 from serving_helpers import build_cnn
@@ -19,7 +20,6 @@ from serving_helpers import b64
 from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
-from serving_helpers import random_images
 from server_process import ServerProcess
 
 ATOL = 1e-6
@@ -114,7 +114,7 @@ def test_metadata_matches_the_saved_model_signatures(client, exported):
 @pytest.mark.tensorflow_only
 @pytest.mark.parametrize("request_format", ["instances", "named_instances", "inputs", "named_inputs"])
 def test_predict_equals_model_predict(client, exported, request_format):
-    images = random_images(3, (28, 28, 1), seed=11)
+    images = random_images((3, 28, 28, 1), seed=11)
     value = {
         "instances": images.tolist(),
         "named_instances": [{"images": image.tolist()} for image in images],
@@ -131,7 +131,7 @@ def test_predict_equals_model_predict(client, exported, request_format):
 
 @pytest.mark.tensorflow_only
 def test_second_model_is_served(client, exported):
-    images = random_images(2, (16, 16, 3), seed=12)
+    images = random_images((2, 16, 16, 3), seed=12)
     answer = predict(client, {"inputs": images.tolist()}, model="rgb")
     assert answer.status_code == 200, answer.text
     np.testing.assert_allclose(answer.json()["outputs"], exported["rgb"][0].predict(images, verbose=0), atol=ATOL)
@@ -171,7 +171,7 @@ def test_binary_inputs_row_and_columnar(client, exported):
 @pytest.mark.tensorflow_only
 def test_spatial_transforms_signature(client, exported):
     model = exported["mnist"][0]
-    images = random_images(2, (28, 28, 1), seed=13)
+    images = random_images((2, 28, 28, 1), seed=13)
     answer = predict(client, {"signature_name": "spatial_transforms", "inputs": images.tolist()})
     assert answer.status_code == 200, answer.text
     expected_images, expected_theta = keras.Model(
@@ -183,7 +183,7 @@ def test_spatial_transforms_signature(client, exported):
 
 
 def image_list(shape=(28, 28, 1), count=1):
-    return random_images(count, shape, seed=0).tolist()
+    return random_images((count, *shape), seed=0).tolist()
 
 
 BAD_REQUESTS = {
@@ -317,7 +317,7 @@ def test_dot_dot_path_is_not_found(server, client, exported):
 
 @pytest.mark.tensorflow_only
 def test_versioned_predict_url(client, exported):
-    images = random_images(1, (28, 28, 1), seed=14)
+    images = random_images((1, 28, 28, 1), seed=14)
     answer = client.post("/v1/models/mnist/versions/1:predict", json={"instances": images.tolist()})
     assert answer.status_code == 200, answer.text
     np.testing.assert_allclose(answer.json()["predictions"], exported["mnist"][0].predict(images, verbose=0), atol=ATOL)
@@ -337,7 +337,7 @@ def test_concurrent_burst_has_no_error_and_no_mismatch(server, exported):
     import httpx
 
     count, threads = 200, 16
-    images = random_images(count, (28, 28, 1), seed=15)
+    images = random_images((count, 28, 28, 1), seed=15)
     expected = exported["mnist"][0].predict(images, verbose=0)
     local = threading.local()
 
@@ -395,7 +395,7 @@ def test_sigterm_finishes_the_request_in_flight(exported):
     process = ServerProcess(
         ["--model-dir", str(exported["mnist"][1]), "--batch-timeout-ms", "2000"], ready_model="st_cnn"
     )
-    images = random_images(1, (28, 28, 1), seed=16)
+    images = random_images((1, 28, 28, 1), seed=16)
     answers = []
     sender = threading.Thread(
         target=lambda: answers.append(

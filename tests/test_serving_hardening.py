@@ -19,7 +19,7 @@ from serving_helpers import build_st_cnn
 from serving_helpers import encode_image
 from serving_helpers import oversized_image
 from serving_helpers import png_bomb
-from serving_helpers import random_images
+from conftest import random_images
 from server_process import ServerProcess
 
 pytestmark = pytest.mark.tensorflow_only

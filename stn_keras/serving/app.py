@@ -9,6 +9,7 @@ import logging
 import re
 
 from stn_keras.export.names import SERVING_DEFAULT_SIGNATURE
+from stn_keras.extras import import_extra
 from stn_keras.serving.batcher import Batcher
 from stn_keras.serving.image_limits import check_image_sizes
 from stn_keras.serving.request_parsing import format_predict_response
@@ -113,8 +114,9 @@ def create_app(
     Raises:
         ValueError: a bad setting, or a model directory that does not hold
             a loadable SavedModel.
+        ModuleNotFoundError: FastAPI is not installed (the ``serving`` extra).
     """
-    import fastapi
+    fastapi = import_extra("fastapi", "serving", "The HTTP server")
 
     settings = {
         "max_batch_size": check_int("max_batch_size", max_batch_size, 1),

@@ -14,6 +14,8 @@ uvicorn but that interface and the constructor arguments uvicorn gives any
 ``http`` protocol class.
 """
 
+from stn_keras.extras import import_extra
+
 DEFAULT_HEADER_TIMEOUT_S = 5.0
 # Generous: a 16 MiB body over a slow link takes a while.
 DEFAULT_BODY_TIMEOUT_S = 30.0
@@ -157,8 +159,11 @@ def run_server(
         max_connections: connections and requests in progress beyond which
             new requests are answered 503 (uvicorn's ``limit_concurrency``).
         log_level: uvicorn's log level.
+
+    Raises:
+        ModuleNotFoundError: uvicorn is not installed (the ``serving`` extra).
     """
-    import uvicorn
+    uvicorn = import_extra("uvicorn", "serving", "The HTTP server")
 
     uvicorn.run(
         app,
