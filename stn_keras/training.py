@@ -233,7 +233,7 @@ def _tensorboard_callbacks(config, run_dir, model, dataset):
     if not tensorboard_available():
         logger.warning(
             "No TensorBoard logs: Keras' TensorBoard writer needs TensorFlow "
-            "and the tensorboard package (pip install tensorflow tensorboard). "
+            "and the tensorboard package (pip install tensorflow \"stn_keras[tensorboard]\"). "
             "Training goes on without them."
         )
         return []

@@ -1,10 +1,7 @@
 """A labelled grid of samples, so a person can see what a model sees."""
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def _displayable(image):
@@ -39,9 +36,10 @@ def save_preview(images, labels, class_names, path, title=None, columns=8):
     rows = -(-count // columns)
     aspect = images.shape[2] * max(1, images.shape[3] if images.shape[3] != 3 else 1)
     width_per_image = 1.6 * aspect / images.shape[1]
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(columns * width_per_image, rows * 1.9), squeeze=False
-    )
+    # A Figure of its own: saving renders with Agg, and matplotlib's global
+    # backend (a notebook's choice) is left alone.
+    figure = Figure(figsize=(columns * width_per_image, rows * 1.9))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
@@ -54,5 +52,4 @@ def save_preview(images, labels, class_names, path, title=None, columns=8):
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
