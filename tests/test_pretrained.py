@@ -142,7 +142,7 @@ def test_bad_top_k_is_refused(classifier, encoded, top_k):
 @pytest.mark.parametrize(
     "image, message",
     [
-        (b"not an image", "Cannot decode image 1 (bytes): Unknown image file format."),
+        (b"not an image", "Cannot decode image 1 (bytes): Unsupported image format: the file is none of PNG, JPEG, GIF, BMP, WebP and binary PPM (P6) / PGM (P5) (read from its first bytes); send one of those."),
         (b"P6\n10 10\n255\nabc", "Cannot decode image 1 (bytes): Truncated PPM/PGM: the raster is shorter"),
         (np.zeros((5, 5, 2), np.uint8), "Cannot use image 1 (ndarray): a numpy array must be uint8 pixels"),
         (np.zeros((9, 9), np.float32), "Cannot use image 1 (ndarray): a numpy array must be uint8 pixels"),
@@ -219,8 +219,9 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(tmp_path, capsys, run
         ]
     errors = [line for line in err.splitlines() if line.startswith("predict.py: error:")]
     assert errors == [
-        f"predict.py: error: Cannot decode '{broken}': Unknown image file format. One of "
-        "JPEG, JPEG XL, PNG, GIF, BMP, WebP required.",
+        f"predict.py: error: Cannot decode '{broken}': Unsupported image format: the file "
+        "is none of PNG, JPEG, GIF, BMP, WebP and binary PPM (P6) / PGM (P5) (read from its "
+        "first bytes); send one of those.",
         f"predict.py: error: Cannot use '{tmp_path / 'missing.png'}': cannot read the file "
         "(No such file or directory)",
     ]

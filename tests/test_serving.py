@@ -179,7 +179,9 @@ def test_spatial_transforms_signature(client, exported):
     ).predict(images, verbose=0)
     outputs = answer.json()["outputs"]
     np.testing.assert_allclose(outputs["spatial_transformer_theta"], expected_theta, atol=ATOL)
-    np.testing.assert_allclose(outputs["spatial_transformer_images"], expected_images, atol=ATOL)
+    # The SavedModel samples with plain ops, Keras' predict with compiled
+    # stages: pixel coordinates round differently by an ulp (~2e-6).
+    np.testing.assert_allclose(outputs["spatial_transformer_images"], expected_images, atol=1e-5)
 
 
 def image_list(shape=(28, 28, 1), count=1):
