@@ -22,13 +22,13 @@ and ``align_corners``:
 
 Implementation: the image is zero-padded by ``PAD`` pixels on each side, so
 that any tap outside the image, clamped into the padding, reads zero whatever
-its distance. For the linear modes each pixel is packed along the channel
-axis with its right-hand neighbour, so each output pixel gathers ``2^(n-1)``
-row pairs of ``2 * channels`` values instead of ``2^n`` single pixels; on
-TensorFlow that was 1.1-2.0x faster forward+backward than packing the whole
-``2^n`` neighbourhood, with a table half the size (docs/BENCHMARKS.md). On the
-PyTorch backend the native ``torch.nn.functional.grid_sample`` is called: the
-same function by construction, and 3-8x faster than composed ops there.
+its distance. For the linear modes each table row packs a pixel's whole
+``2^n`` neighbourhood along the channel axis, so each output point is one
+gather. Sampling is two stages, reading the taps and weighing them; in a
+TensorFlow graph each runs as a compiled XLA computation (``_stage``), the
+fastest form measured there (docs/BENCHMARKS.md, issue 16). On the PyTorch
+backend the native ``torch.nn.functional.grid_sample`` is called: the same
+function by construction, and 3-8x faster than composed ops there.
 """
 
 import contextlib
@@ -309,9 +309,7 @@ def _stage(function, compilable, **settings):
     computation the stages are simply inlined.
     """
     bound = functools.partial(function, **settings)
-    if not compilable or keras.backend.backend() != "tensorflow":
-        return bound
-    if not _compile_in_graphs.get():
+    if not (compilable and keras.backend.backend() == "tensorflow" and _compile_in_graphs.get()):
         return bound
     import tensorflow as tf
 
