@@ -113,6 +113,14 @@ LAYER_CASES = [
         id="coord_conv",
     ),
     pytest.param(
+        layers.DepthwiseGradientConv2D,
+        {"filters": 4, "kernel_size": 3, "activation": "relu"},
+        random_images((2, 7, 6, 1)),
+        (2, 5, 4, 4),
+        {"expected_num_trainable_weights": 2},
+        id="depthwise_gradient_conv2d",
+    ),
+    pytest.param(
         layers.SpatialTransformer,
         {"localization_net": trainable_localization_net(keras.layers.Conv2D), "output_size": (6, 7),
          "transform": "projective", "return_theta": True, "localization_downsample": 2},

@@ -18,7 +18,7 @@ from conftest import BACKEND
 from conftest import numpy
 from conftest import value_and_gradients
 from stn_keras import ops as stn_ops
-from stn_keras.ops import sampling
+from stn_keras.ops.tensorflow_speedups import tensorflow_speedups
 
 PADDING_MODES = ("zeros", "border", "reflection")
 IMAGE_CASES = list(
@@ -148,7 +148,7 @@ def test_compiled_graph_matches_torch(
 
 
 def test_compiled_graph_turns_off_for_exports():
-    """``stage_compilation(False)`` traces plain ops (no XLA-compiled calls)."""
+    """``tensorflow_speedups(False)`` traces plain ops (no XLA-compiled calls)."""
     if BACKEND != "tensorflow":
         pytest.skip("compiled sampler stages exist on TensorFlow only")
     import tensorflow as tf
@@ -156,7 +156,7 @@ def test_compiled_graph_turns_off_for_exports():
     images, grid, _ = random_case(2, (2, 6, 5, 1), (2, 4, 4, 2))
 
     def traced_call_ops(enabled):
-        with sampling.stage_compilation(enabled):
+        with tensorflow_speedups(enabled):
             function = tf.function(lambda i, g: stn_ops.grid_sample(i, g)).get_concrete_function(
                 tf.TensorSpec((None, 6, 5, 1)), tf.TensorSpec((None, 4, 4, 2))
             )
@@ -164,7 +164,7 @@ def test_compiled_graph_turns_off_for_exports():
 
     assert traced_call_ops(True)
     assert traced_call_ops(False) == []
-    with sampling.stage_compilation(False):
+    with tensorflow_speedups(False):
         plain = numpy(in_graph(stn_ops.grid_sample)(images, grid))
     np.testing.assert_allclose(plain, numpy(in_graph(stn_ops.grid_sample)(images, grid)), atol=1e-6)
 

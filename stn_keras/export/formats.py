@@ -34,7 +34,7 @@ import numpy as np
 
 from stn_keras.export.names import DEFAULT_MAX_IMAGE_PIXELS
 from stn_keras.files import write_file_atomically
-from stn_keras.ops.sampling import stage_compilation
+from stn_keras.ops.tensorflow_speedups import tensorflow_speedups
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 
@@ -161,7 +161,7 @@ def default_output(directory, format, quantize=None):
 
 
 # Plain TensorFlow ops: converters have no XLA calls to translate.
-@stage_compilation(False)
+@tensorflow_speedups(False)
 def export_onnx(model, path):
     """Writes ``model`` as an ONNX file with a dynamic batch size (Keras' exporter)."""
     require_packages(WRITE_PACKAGES["onnx"], "ONNX export")
@@ -172,7 +172,7 @@ def export_onnx(model, path):
 
 
 # Plain TensorFlow ops: converters have no XLA calls to translate.
-@stage_compilation(False)
+@tensorflow_speedups(False)
 def export_litert(model, path, quantize=None, calibration=None, float_transformers=True):
     """Writes ``model`` as a LiteRT (``.tflite``) file with a dynamic batch size.
 

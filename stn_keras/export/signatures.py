@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from stn_keras.files import write_directory_atomically
-from stn_keras.ops.sampling import stage_compilation
+from stn_keras.ops.tensorflow_speedups import tensorflow_speedups
 from stn_keras.export.image_decoding import decode_image
 from stn_keras.export.names import BYTES_INPUT
 from stn_keras.export.names import BYTES_SIGNATURE
@@ -29,7 +29,7 @@ BYTES_SIGNATURE_CHANNELS = (1, 3)
 
 
 # Plain TensorFlow ops: servers and converters need not support XLA.
-@stage_compilation(False)
+@tensorflow_speedups(False)
 def export_saved_model(
     model,
     export_dir,

@@ -9,17 +9,22 @@ two-digit addition task (appendix A.1).
 
 import keras
 
+from stn_keras.layers import DepthwiseGradientConv2D
 from stn_keras.models import blocks
 from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
 from stn_keras.validation import check_int
 
 
 def convolutional_features(features, filters, activation_kind="relu"):
-    """The paper's CNN trunk: 9x9 conv, 2x2 pool, 7x7 conv, 2x2 pool (ReLU)."""
+    """The paper's CNN trunk: 9x9 conv, 2x2 pool, 7x7 conv, 2x2 pool (ReLU).
+
+    The first convolution reads the (transformed) images: behind a
+    transformer its input gradient is part of every step, and for
+    single-channel digits `DepthwiseGradientConv2D` computes it fastest.
+    """
     for index, kernel_size in enumerate((9, 7), start=1):
-        features = keras.layers.Conv2D(
-            filters, kernel_size, name=f"conv_{index}"
-        )(features)
+        layer = DepthwiseGradientConv2D if index == 1 else keras.layers.Conv2D
+        features = layer(filters, kernel_size, name=f"conv_{index}")(features)
         features = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(features)
         features = blocks.activation(activation_kind, f"activation_{index}")(
             features

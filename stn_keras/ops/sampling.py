@@ -31,8 +31,6 @@ backend the native ``torch.nn.functional.grid_sample`` is called: the same
 function by construction, and 3-8x faster than composed ops there.
 """
 
-import contextlib
-import contextvars
 import functools
 import itertools
 
@@ -40,6 +38,7 @@ import keras
 from keras import ops
 
 from stn_keras.ops.grids import normalized_to_pixel
+from stn_keras.ops.tensorflow_speedups import speedups_apply
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_data_format
 
@@ -277,21 +276,6 @@ def _native_sampler():
     return F.grid_sample
 
 
-@contextlib.contextmanager
-def stage_compilation(enabled):
-    """Within it, graph-mode TensorFlow compiles the sampler as ``enabled`` says.
-
-    On by default. Exports that must stay plain TensorFlow ops (for
-    converters and servers without XLA) trace the model with it off.
-    """
-    token = _compile_in_graphs.set(bool(enabled))
-    try:
-        yield
-    finally:
-        _compile_in_graphs.reset(token)
-
-
-_compile_in_graphs = contextvars.ContextVar("compile_in_graphs", default=True)
 _compiled_stages = {}
 
 
@@ -309,7 +293,7 @@ def _stage(function, compilable, **settings):
     computation the stages are simply inlined.
     """
     bound = functools.partial(function, **settings)
-    if not (compilable and keras.backend.backend() == "tensorflow" and _compile_in_graphs.get()):
+    if not (compilable and speedups_apply()):
         return bound
     import tensorflow as tf
 
