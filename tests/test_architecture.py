@@ -86,7 +86,8 @@ def test_module_imports_only_the_layers_below(path):
 
 
 # Within data: the placement geometry and the sampling stand below the
-# distortions and the augmentation, which share them and not each other.
+# distortions and the augmentation, which share them and not each other;
+# the batch streams stand on both, and their settings on no stream.
 DATA_MODULES = {
     "placement": set(),
     "warping": set(),
@@ -96,6 +97,9 @@ DATA_MODULES = {
         "placement_distortions", "deformation_distortions", "warping", "distortion_result",
     },
     "augmentation": {"placement", "warping"},
+    "batch_settings": {"augmentation", "distortions"},
+    "batch_sequence": {"batch_settings", "augmentation", "distortions", "images"},
+    "pipeline": {"batch_settings", "batch_sequence"},
 }
 
 
