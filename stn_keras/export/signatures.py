@@ -123,6 +123,10 @@ def export_saved_model(
 def make_export_archive(model, output_index, options, transformers):
     """The ``keras.export.ExportArchive`` of ``model``'s serving signatures.
 
+    The signatures are traced when the archive is written; under
+    `export_saved_model` that is with the sampler as plain TensorFlow ops
+    (``stage_compilation(False)``).
+
     Args:
         model: the classifier, as `export_saved_model` takes it.
         output_index: the index of its output holding the probabilities.
