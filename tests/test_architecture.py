@@ -85,6 +85,41 @@ def test_module_imports_only_the_layers_below(path):
     assert not forbidden, f"{path.relative_to(PACKAGE)} ({part}) imports {sorted(forbidden)}"
 
 
+# Within data: the placement geometry and the sampling stand below the
+# distortions and the augmentation, which share them and not each other;
+# the batch streams stand on both, and their settings on no stream.
+DATA_MODULES = {
+    "placement": set(),
+    "warping": set(),
+    "placement_distortions": {"placement", "warping"},
+    "deformation_distortions": {"warping"},
+    "distortions": {
+        "placement_distortions", "deformation_distortions", "warping", "distortion_result",
+    },
+    "augmentation": {"placement", "warping"},
+    "batch_settings": {"augmentation", "distortions"},
+    "batch_sequence": {"batch_settings", "augmentation", "distortions", "images"},
+    "pipeline": {"batch_settings", "batch_sequence"},
+}
+
+
+def imported_data_modules(path):
+    """The modules of stn_keras.data that the module at ``path`` imports."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            pieces = node.module.split(".")
+            if pieces[:2] == ["stn_keras", "data"] and len(pieces) > 2:
+                modules.add(pieces[2])
+    return modules
+
+
+@pytest.mark.parametrize("module", sorted(DATA_MODULES))
+def test_data_module_imports_only_the_modules_below(module):
+    forbidden = imported_data_modules(PACKAGE / "data" / f"{module}.py") - DATA_MODULES[module]
+    assert not forbidden, f"data/{module}.py imports {sorted(forbidden)}"
+
+
 def run_python(script, **environment):
     """Runs ``script`` in a fresh interpreter; returns its stdout."""
     completed = subprocess.run(

@@ -10,8 +10,8 @@ from stn_keras.data import check_augmentation_options
 from stn_keras.data import make_pipeline
 from stn_keras.data.augmentation import adjust_lighting
 from stn_keras.data.augmentation import draw_augmentation
-from stn_keras.data.distortions import placement_parameters
-from stn_keras.data.distortions import warp
+from stn_keras.data.placement import placement_parameters
+from stn_keras.data.warping import warp
 
 # Options that leave an image as it is.
 IDENTITY = {

@@ -10,8 +10,11 @@ import pytest
 from stn_keras.data import DISTORTIONS
 from stn_keras.data import distort
 from stn_keras.data import distortion_parameters
-from stn_keras.data import distortions
+from stn_keras.data import warping
+from stn_keras.data.deformation_distortions import CORNERS
+from stn_keras.data.deformation_distortions import homographies
 from stn_keras.data.digits import load_digits
+from stn_keras.data.placement_distortions import paste_patches
 
 OUTPUT_SHAPES = {
     "rotated": (28, 28, 1),
@@ -87,7 +90,7 @@ def test_cluttered_is_exactly_the_digit_plus_six_patches(digits):
     assert drawn["patch_source"].shape == (len(images), 6)
     assert not np.any(drawn["patch_source"] == np.arange(len(images))[:, None])
     translated = distort(images, "translated", seed=2).images
-    rebuilt = distortions.paste_patches(translated, images, drawn, 6)
+    rebuilt = paste_patches(translated, images, drawn, 6)
     np.testing.assert_array_equal(result.images, rebuilt)
     # Nothing outside the digit box and the six 6x6 patches.
     covered = np.zeros(result.images.shape[:3], dtype=bool)
@@ -131,9 +134,9 @@ def test_pure_scaling_matches_the_affine_placement(digits, distortion):
 
 def test_homographies_map_source_quads_onto_targets():
     rng = np.random.default_rng(0)
-    source = distortions._CORNERS + rng.normal(0, 0.1, (5, 4, 2))
-    target = distortions._CORNERS * 0.8 + rng.normal(0, 0.1, (5, 4, 2))
-    theta = distortions.homographies(source, target)
+    source = CORNERS + rng.normal(0, 0.1, (5, 4, 2))
+    target = CORNERS * 0.8 + rng.normal(0, 0.1, (5, 4, 2))
+    theta = homographies(source, target)
     matrix = np.concatenate([theta, np.ones((5, 1))], -1).reshape(5, 3, 3)
     points = np.einsum("nij,nkj->nki", matrix, np.concatenate([source, np.ones((5, 4, 1))], -1))
     np.testing.assert_allclose(points[..., :2] / points[..., 2:], target, atol=1e-9)
@@ -166,7 +169,7 @@ def test_result_does_not_depend_on_chunking(digits, monkeypatch):
     # Eager where eager is cheap; JAX compiles every eager operation anyway.
     compile_sampler = keras.backend.backend() == "jax"
     whole = distort(images, "rts", seed=9, compile_sampler=compile_sampler)
-    monkeypatch.setattr(distortions, "CHUNK_SIZE", 5)
+    monkeypatch.setattr(warping, "CHUNK_SIZE", 5)
     chunked = distort(images, "rts", seed=9, compile_sampler=compile_sampler)
     np.testing.assert_array_equal(whole.images, chunked.images)
 

@@ -1,12 +1,16 @@
 """make_pipeline: batches for fit/evaluate/predict, shuffling, online
 distortion, and the preview command."""
 
+import dataclasses
+import pickle
 import re
 
 import keras
 import numpy as np
 import pytest
 
+from stn_keras.data import BatchSequence
+from stn_keras.data import BatchSettings
 from stn_keras.data import load_dataset
 from stn_keras.data import make_pipeline
 from stn_keras.data.__main__ import main
@@ -102,21 +106,70 @@ def test_fit_evaluate_predict_accept_the_pipeline(digits):
     assert model.predict(make_pipeline(x, None, 32, distortion="rts"), verbose=0).shape == (64, 10)
 
 
-@pytest.mark.parametrize(
-    "arguments, message",
-    [
-        ({"batch_size": 0}, "Received: batch_size=0"),
-        ({"y": np.zeros(3)}, "x.shape=(4, 28, 28, 1), y.shape=(3,)"),
-        ({"y": None, "distortion": "addition"}, "Distortion 'addition' needs labels `y`"),
-        ({"distortion": "warp"}, "Received: distortion='warp'"),
-        ({"num_classes": 0}, "Received: num_classes=0"),
-        ({"first_epoch": -1}, "`first_epoch` must be an int >= 0. Received: first_epoch=-1"),
-    ],
-)
-def test_bad_arguments_are_rejected(arguments, message):
+def through_make_pipeline(x, y, **settings):
+    return make_pipeline(x, y, **settings)
+
+
+def through_batch_sequence(x, y, **settings):
+    return BatchSequence(x, y, BatchSettings(**settings))
+
+
+# One row per check: both ways of making a stream refuse it the same way.
+BAD_ARGUMENTS = [
+    ({"batch_size": 0}, "`batch_size` must be an int >= 1. Received: batch_size=0"),
+    ({"batch_size": 2.0}, "Received: batch_size=2.0"),
+    ({"batch_multiple": 0}, "`batch_multiple` must be an int >= 1. Received: batch_multiple=0"),
+    (
+        {"batch_size": 3, "batch_multiple": 2},
+        "`batch_size` must be a multiple of `batch_multiple`. Received: batch_size=3, batch_multiple=2",
+    ),
+    ({"shuffle": 1}, "`shuffle` must be a bool. Received: shuffle=1"),
+    ({"seed": -1}, "`seed` must be an int >= 0. Received: seed=-1"),
+    ({"distortion": "warp"}, "Received: distortion='warp'"),
+    (
+        {"distortion": "rts", "distortion_parameters": {"angle": 3}},
+        "Unknown parameter(s) ['angle'] for distortion 'rts'",
+    ),
+    ({"distortion_parameters": [("canvas_size", 42)]}, "`distortion_parameters` must be a mapping"),
+    ({"num_classes": 0}, "`num_classes` must be an int >= 1. Received: num_classes=0"),
+    ({"augmentation": {"flip": True}}, "Unknown augmentation option(s) ['flip']"),
+    ({"augmentation": {"brightness_range": 2}}, "Received: brightness_range=2"),
+    ({"first_epoch": -1}, "`first_epoch` must be an int >= 0. Received: first_epoch=-1"),
+    ({"num_epochs": 0}, "`num_epochs` must be an int >= 1. Received: num_epochs=0"),
+    ({"x": np.zeros((0, 28, 28, 1), np.uint8)}, "`x` must be a non-empty batch"),
+    ({"x": np.zeros((28, 28, 1), np.uint8)}, "Received: x.shape=(28, 28, 1)"),
+    ({"y": np.zeros(3)}, "x.shape=(4, 28, 28, 1), y.shape=(3,)"),
+    ({"y": None, "distortion": "addition"}, "Distortion 'addition' needs labels `y`"),
+]
+
+
+@pytest.mark.parametrize("make_stream", [through_make_pipeline, through_batch_sequence])
+@pytest.mark.parametrize("arguments, message", BAD_ARGUMENTS)
+def test_bad_arguments_are_rejected(make_stream, arguments, message):
     settings = {"x": np.zeros((4, 28, 28, 1), np.uint8), "y": np.zeros(4), "batch_size": 2}
     with pytest.raises(ValueError, match=re.escape(message)):
-        make_pipeline(**{**settings, **arguments})
+        make_stream(**{**settings, **arguments})
+
+
+def test_batch_sequence_needs_batch_settings():
+    with pytest.raises(ValueError, match=re.escape("`settings` must be a `stn_keras.data.BatchSettings`")):
+        BatchSequence(np.zeros((4, 28, 28, 1), np.uint8), None, {"batch_size": 2})
+
+
+def test_batch_settings_are_fixed_once_made():
+    parameters = {"canvas_size": 30}
+    settings = BatchSettings(4, distortion="rts", distortion_parameters=parameters, augmentation={})
+    parameters["canvas_size"] = 60
+    assert settings.distortion_parameters == {"canvas_size": 30}
+    assert settings.augmentation["padding_mode"] == "border"  # the defaults filled in
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.batch_size = 8
+    # Worker processes of a PyDataset may receive it pickled.
+    assert pickle.loads(pickle.dumps(settings)) == settings
+    # A changed copy is checked again.
+    assert dataclasses.replace(settings, first_epoch=3).augmentation == settings.augmentation
+    with pytest.raises(ValueError, match="Received: first_epoch=-3"):
+        dataclasses.replace(settings, first_epoch=-3)
 
 
 def test_labels_outside_num_classes_raise():

@@ -4,6 +4,7 @@ decoding, image size limits read from headers, atomic export."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -289,6 +290,44 @@ def test_two_channel_model_exports_without_bytes_signature(tmp_path, caplog):
     model = build_cnn(input_shape=(8, 8, 2))
     assert export_saved_model(model, tmp_path / "1") == ["serving_default"]
     assert "takes 2 channels" in caplog.text
+
+
+def test_signature_functions_run_eagerly_as_the_saved_model_serves(exported, loaded):
+    import json
+
+    import tensorflow as tf
+
+    from stn_keras.export import signatures
+    from stn_keras.export.names import EXPORT_METADATA
+    from stn_keras.models.introspection import spatial_transformer_layers
+    from stn_keras.models.introspection import transformer_model
+
+    model, export_dir, _ = exported
+    options = json.loads((Path(export_dir) / EXPORT_METADATA).read_text())
+    encoded = tf.constant([
+        encode_image((np.random.RandomState(seed).rand(*shape) * 255).astype(np.uint8), "PNG")
+        for seed, shape in ((5, (30, 20, 3)), (6, (28, 28)))
+    ])
+    images = tf.constant(random_images((2, 28, 28, 1), seed=5))
+    transforms = transformer_model(model)
+    transformers = spatial_transformer_layers(model)
+    for eager, served in (
+        (
+            signatures.predict_bytes(model, 0, options, encoded),
+            loaded.signatures["predict_bytes"](image_bytes=encoded),
+        ),
+        (
+            signatures.spatial_transforms(transforms, transformers, images),
+            loaded.signatures["spatial_transforms"](images=images),
+        ),
+        (signatures.serving_default(model, 0, images), loaded.signatures["serving_default"](images=images)),
+    ):
+        assert sorted(eager) == sorted(served)
+        for name, value in served.items():
+            if value.dtype in (tf.string, tf.int64):
+                np.testing.assert_array_equal(eager[name].numpy(), value.numpy())
+            else:
+                np.testing.assert_allclose(eager[name].numpy(), value.numpy(), atol=SAMPLED_ATOL)
 
 
 @pytest.mark.parametrize(

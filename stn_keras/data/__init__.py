@@ -4,13 +4,14 @@
 (optionally distorted as in Jaderberg et al. 2015, appendix A.4);
 ``distort`` applies a distortion to a batch; ``augment`` re-poses and
 re-lights natural images for training; ``make_pipeline`` makes batches for
-``model.fit`` on every backend.
+``model.fit`` on every backend (a ``BatchSequence`` of ``BatchSettings``).
 """
 
 from stn_keras.data.augmentation import AUGMENTATION_DEFAULTS
 from stn_keras.data.augmentation import augment
 from stn_keras.data.augmentation import check_augmentation_options
 from stn_keras.data.batch_sequence import BatchSequence
+from stn_keras.data.batch_settings import BatchSettings
 from stn_keras.data.dataset import Dataset
 from stn_keras.data.datasets import DATASETS
 from stn_keras.data.datasets import load_dataset

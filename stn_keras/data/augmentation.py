@@ -15,9 +15,9 @@ pictures on every backend. No flips: they change a sign's meaning.
 
 import numpy as np
 
-from stn_keras.data.distortions import placement_parameters
-from stn_keras.data.distortions import sampler_compilation
-from stn_keras.data.distortions import warp
+from stn_keras.data.placement import placement_parameters
+from stn_keras.data.warping import sampler_compilation
+from stn_keras.data.warping import warp
 from stn_keras.ops import check_padding_mode
 from stn_keras.validation import check_image_batch
 from stn_keras.validation import check_number

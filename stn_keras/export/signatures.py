@@ -1,5 +1,6 @@
 """`export_saved_model`: a trained classifier as a serving-ready SavedModel."""
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -94,10 +95,7 @@ def export_saved_model(
     Returns:
         The list of signature names written.
     """
-    import tensorflow as tf
-
     from stn_keras.models.introspection import spatial_transformer_layers
-    from stn_keras.models.introspection import transformer_model
 
     _check_backend()
     image_shape = _image_shape(model)
@@ -108,45 +106,150 @@ def export_saved_model(
         "class_names": _class_names(class_names, num_classes),
         **decoding_options(input_range, resize_method, antialias, max_image_pixels),
     }
+    transformers = spatial_transformer_layers(model)
+    archive, options["signatures"] = make_export_archive(
+        model, output_index, options, transformers
+    )
+    write_directory_atomically(
+        export_dir,
+        functools.partial(
+            write_saved_model, archive=archive, options=options, transformers=transformers
+        ),
+    )
+    logger.info("Exported SavedModel with %s to %s", options["signatures"], export_dir)
+    return options["signatures"]
 
-    def probabilities(images):
-        outputs = _as_list(model(images, training=False))
-        return tf.cast(outputs[output_index], tf.float32)
+
+def make_export_archive(model, output_index, options, transformers):
+    """The ``keras.export.ExportArchive`` of ``model``'s serving signatures.
+
+    The signatures are traced when the archive is written; under
+    `export_saved_model` that is with the sampler as plain TensorFlow ops
+    (``stage_compilation(False)``).
+
+    Args:
+        model: the classifier, as `export_saved_model` takes it.
+        output_index: the index of its output holding the probabilities.
+        options: the export options (``image_shape``, ``class_names`` and
+            those of `decoding_options`).
+        transformers: the model's spatial transformer layers; with any, the
+            ``spatial_transforms`` signature returns their outputs.
+
+    Returns:
+        ``(archive, signature_names)``: ``serving_default`` always,
+        ``predict_bytes`` when the model's channels allow it,
+        ``spatial_transforms`` when it has transformers.
+    """
+    import tensorflow as tf
+
+    from stn_keras.models.introspection import transformer_model
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    images_spec = tf.TensorSpec((None, *image_shape), tf.float32, name=IMAGES_INPUT)
+    images_spec = tf.TensorSpec((None, *options["image_shape"]), tf.float32, name=IMAGES_INPUT)
     archive.add_endpoint(
         SERVING_DEFAULT_SIGNATURE,
-        lambda images: {"probabilities": probabilities(images)},
+        functools.partial(serving_default, model, output_index),
         input_signature=[images_spec],
     )
     signatures = [SERVING_DEFAULT_SIGNATURE]
-    if _add_bytes_endpoint(archive, probabilities, options):
+    if _bytes_signature_fits(options["image_shape"][-1]):
+        archive.add_endpoint(
+            BYTES_SIGNATURE,
+            functools.partial(predict_bytes, model, output_index, options),
+            input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
+        )
         signatures.append(BYTES_SIGNATURE)
-    transformers = spatial_transformer_layers(model)
     if transformers:
-        transforms = transformer_model(model)
         archive.add_endpoint(
             TRANSFORMS_SIGNATURE,
-            lambda images: _named_transformer_outputs(transforms, transformers, images),
+            functools.partial(
+                spatial_transforms, transformer_model(model), transformers
+            ),
             input_signature=[images_spec],
         )
         signatures.append(TRANSFORMS_SIGNATURE)
-    options["signatures"] = signatures
+    return archive, signatures
 
-    def write(directory):
-        archive.write_out(str(directory), verbose=False)
-        _write_json(directory / EXPORT_METADATA, options)
-        if transformers:
-            _write_json(
-                directory / TRANSFORMERS_METADATA,
-                [_transformer_metadata(layer) for layer in transformers],
-            )
 
-    write_directory_atomically(export_dir, write)
-    logger.info("Exported SavedModel with %s to %s", signatures, export_dir)
-    return signatures
+def class_probabilities(model, output_index, images):
+    """``model``'s probabilities output for ``images``, as float32."""
+    import tensorflow as tf
+
+    outputs = _as_list(model(images, training=False))
+    return tf.cast(outputs[output_index], tf.float32)
+
+
+def serving_default(model, output_index, images):
+    """The ``serving_default`` signature: float images -> probabilities."""
+    return {"probabilities": class_probabilities(model, output_index, images)}
+
+
+def predict_bytes(model, output_index, options, image_bytes):
+    """The ``predict_bytes`` signature: encoded images -> classes.
+
+    Args:
+        model: the classifier.
+        output_index: the index of its output holding the probabilities.
+        options: the export options (``image_shape``, ``class_names`` and
+            those of `decoding_options`).
+        image_bytes: string tensor ``(batch,)``, the files' bytes.
+
+    Returns:
+        A dict of ``class_ids`` (int64), ``class_names`` and
+        ``probabilities`` (float32), one row per image.
+    """
+    import tensorflow as tf
+
+    probabilities = class_probabilities(
+        model,
+        output_index,
+        decode_model_inputs(image_bytes, options["image_shape"], options),
+    )
+    class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    return {
+        "class_ids": class_ids,
+        "class_names": tf.gather(tf.constant(options["class_names"]), class_ids),
+        "probabilities": probabilities,
+    }
+
+
+def spatial_transforms(transforms, transformers, images):
+    """The ``spatial_transforms`` signature: each transformer's output.
+
+    Args:
+        transforms: the model returning each transformer's sampled images
+            and theta, in turn (`transformer_model`).
+        transformers: the spatial transformer layers, in that order.
+        images: float images, the classifier's input.
+
+    Returns:
+        A dict of ``{name}_images`` and ``{name}_theta`` (float32) per
+        transformer.
+    """
+    import tensorflow as tf
+
+    outputs = transforms(images, training=False)
+    named = {}
+    for index, layer in enumerate(transformers):
+        named[f"{layer.name}_images"] = tf.cast(outputs[2 * index], tf.float32)
+        named[f"{layer.name}_theta"] = tf.cast(outputs[2 * index + 1], tf.float32)
+    return named
+
+
+def write_saved_model(directory, archive, options, transformers):
+    """Writes the SavedModel of ``archive`` and its metadata to ``directory``.
+
+    The export options go to ``EXPORT_METADATA`` and, with transformers,
+    what drawing their sampled regions needs to ``TRANSFORMERS_METADATA``.
+    """
+    archive.write_out(str(directory), verbose=False)
+    _write_json(directory / EXPORT_METADATA, options)
+    if transformers:
+        _write_json(
+            directory / TRANSFORMERS_METADATA,
+            [_transformer_metadata(layer) for layer in transformers],
+        )
 
 
 def decoding_options(
@@ -228,50 +331,18 @@ def _check_backend():
         )
 
 
-def _add_bytes_endpoint(archive, probabilities, options):
-    """Adds ``predict_bytes``; returns whether the model's channels allow it."""
-    import tensorflow as tf
-
-    channels = options["image_shape"][-1]
-    if channels not in BYTES_SIGNATURE_CHANNELS:
-        logger.warning(
-            "The model takes %d channels; the %r signature converts decoded "
-            "images to %s channels only, so it is not exported.",
-            channels,
-            BYTES_SIGNATURE,
-            BYTES_SIGNATURE_CHANNELS,
-        )
-        return False
-    class_names = tf.constant(options["class_names"])
-
-    def predict_bytes(image_bytes):
-        result = probabilities(
-            decode_model_inputs(image_bytes, options["image_shape"], options)
-        )
-        class_ids = tf.argmax(result, axis=-1, output_type=tf.int64)
-        return {
-            "class_ids": class_ids,
-            "class_names": tf.gather(class_names, class_ids),
-            "probabilities": result,
-        }
-
-    archive.add_endpoint(
+def _bytes_signature_fits(channels):
+    """Whether ``predict_bytes`` can convert decoded images to ``channels``."""
+    if channels in BYTES_SIGNATURE_CHANNELS:
+        return True
+    logger.warning(
+        "The model takes %d channels; the %r signature converts decoded "
+        "images to %s channels only, so it is not exported.",
+        channels,
         BYTES_SIGNATURE,
-        predict_bytes,
-        input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
+        BYTES_SIGNATURE_CHANNELS,
     )
-    return True
-
-
-def _named_transformer_outputs(transforms, transformers, images):
-    import tensorflow as tf
-
-    outputs = transforms(images, training=False)
-    named = {}
-    for index, layer in enumerate(transformers):
-        named[f"{layer.name}_images"] = tf.cast(outputs[2 * index], tf.float32)
-        named[f"{layer.name}_theta"] = tf.cast(outputs[2 * index + 1], tf.float32)
-    return named
+    return False
 
 
 def _transformer_metadata(layer):
