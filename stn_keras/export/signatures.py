@@ -125,7 +125,7 @@ def make_export_archive(model, output_index, options, transformers):
 
     The signatures are traced when the archive is written; under
     `export_saved_model` that is with the sampler as plain TensorFlow ops
-    (``stage_compilation(False)``).
+    (``tensorflow_speedups(False)``).
 
     Args:
         model: the classifier, as `export_saved_model` takes it.
