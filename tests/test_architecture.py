@@ -36,6 +36,7 @@ ALLOWED = {
     "run_dir": {"files"},
     "runtime": {"quiet_import"},
     "config": {"models", "data", "validation"},
+    "setting_flags": {"models", "ops"},
     "training": {"config", "run_dir", "runtime", "data", "models", "callbacks", "export"},
     "evaluation": {
         "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
