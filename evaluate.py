@@ -13,6 +13,10 @@ import sys
 from stn_keras import config
 from stn_keras import evaluation
 from stn_keras.data.dataset import SPLITS
+from stn_keras.setting_flags import add_setting_flag
+
+# The data settings of the model's run that an evaluation may override.
+DATA_FLAGS = ("dataset", "distortion", "data_dir", "seed", "val_size", "image_size")
 
 
 def build_parser():
@@ -25,13 +29,6 @@ def build_parser():
         "--model", required=True, help="a .keras file or a SavedModel directory"
     )
     parser.add_argument(
-        "--dataset",
-        help="data set name (default: the run's, from config.json beside the model)",
-    )
-    parser.add_argument(
-        "--distortion", help="distortion (default: the run's, or none)"
-    )
-    parser.add_argument(
         "--split",
         default="test",
         choices=SPLITS,
@@ -41,18 +38,14 @@ def build_parser():
         "--output-dir",
         help="where to write the reports (default: evaluation/ beside the model)",
     )
-    parser.add_argument("--data-dir", help="data directory (default: the run's)")
-    parser.add_argument(
-        "--seed", type=int, help="data split seed (default: the run's, or 0)"
+    data = parser.add_argument_group(
+        "data", "the data set to evaluate on, as train.py's flags name it; "
+        "unset, a flag takes the run's setting, from the config.json beside the model"
     )
-    parser.add_argument(
-        "--val-size",
-        type=config.count_or_fraction,
-        help="validation images, a count or a fraction (default: the run's)",
-    )
-    parser.add_argument(
-        "--image-size", type=int, help="image size (default: the run's)"
-    )
+    for name in DATA_FLAGS:
+        option = config.OPTIONS[name]
+        shown = "the run's" if option.default is None else f"the run's, or {option.default}"
+        add_setting_flag(data, name, option, default_text=shown)
     parser.add_argument(
         "--batch-size", type=int, default=256, help="prediction batch (default: 256)"
     )
@@ -82,7 +75,7 @@ def main(argv=None):
             arguments.model,
             {
                 name: getattr(arguments, name)
-                for name in ("dataset", "distortion", "data_dir", "seed", "val_size", "image_size")
+                for name in DATA_FLAGS
                 if getattr(arguments, name) is not None
             },
         )

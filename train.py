@@ -13,80 +13,8 @@ import sys
 
 from stn_keras import config
 from stn_keras import training
-from stn_keras.models.blocks import LOCALIZATION_ACTIVATIONS
-from stn_keras.models.blocks import LOCALIZATION_CONVOLUTIONS
-from stn_keras.ops import TRANSFORMS
-
-# Flags whose values are keyword mappings, given as repeated KEY=VALUE.
-MAPPING_FLAGS = {
-    "model_options": "model-option",
-    "data_options": "data-option",
-    "augmentation_options": "augmentation-option",
-}
-# Choices that live with the models rather than in the settings schema.
-MODEL_CHOICES = {
-    "transform": TRANSFORMS,
-    "localization_convolution": LOCALIZATION_CONVOLUTIONS,
-    "localization_activation": LOCALIZATION_ACTIVATIONS,
-}
-
-
-def key_value(text):
-    """``KEY=VALUE`` -> ``(KEY, VALUE parsed as YAML)``, e.g. ``filters=16``."""
-    import yaml
-
-    key, separator, value = text.partition("=")
-    if not separator or not key:
-        raise argparse.ArgumentTypeError(
-            f"expected KEY=VALUE, e.g. filters=16. Received: {text!r}"
-        )
-    return key.replace("-", "_"), yaml.safe_load(value)
-
-
-def _with_message(parse):
-    """``parse`` whose ValueError message reaches the user (argparse would
-    replace it with "invalid <function> value")."""
-    if parse in (int, float, str):
-        return parse
-
-    def parse_with_message(text):
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    parse_with_message.__name__ = parse.__name__
-    return parse_with_message
-
-
-def _add_flag(parser, name, option):
-    flag = "--" + name.replace("_", "-")
-    text = option.help if option.default is None else f"{option.help} (default: {option.default})"
-    if name in MAPPING_FLAGS:
-        parser.add_argument(
-            "--" + MAPPING_FLAGS[name],
-            dest=name,
-            type=key_value,
-            action="append",
-            metavar="KEY=VALUE",
-            help=f"{option.help}; repeatable (default: none)",
-        )
-    elif isinstance(option.default, bool) or option.boolean_flag:
-        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
-    elif name == "mixed_precision":
-        # A bare --mixed-precision picks the policy for the device.
-        parser.add_argument(
-            flag, dest=name, nargs="?", const="auto", choices=option.choices, help=text
-        )
-    else:
-        value_type = option.flag_type or {int: int, float: float}.get(type(option.default), str)
-        parser.add_argument(
-            flag,
-            dest=name,
-            type=_with_message(value_type),
-            choices=option.choices or MODEL_CHOICES.get(name),
-            help=text,
-        )
+from stn_keras.setting_flags import MAPPING_FLAGS
+from stn_keras.setting_flags import add_setting_flag
 
 
 def build_parser():
@@ -99,7 +27,7 @@ def build_parser():
     )
     parser.add_argument("--config", help="YAML or JSON file of settings (keys as the flags)")
     for name, option in config.OPTIONS.items():
-        _add_flag(parser, name, option)
+        add_setting_flag(parser, name, option)
     return parser
 
 

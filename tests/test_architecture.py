@@ -36,6 +36,7 @@ ALLOWED = {
     "run_dir": {"files"},
     "runtime": {"quiet_import"},
     "config": {"models", "data", "validation"},
+    "setting_flags": {"models", "ops"},
     "training": {"config", "run_dir", "runtime", "data", "models", "callbacks", "export"},
     "evaluation": {
         "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
@@ -129,6 +130,45 @@ def run_python(script, **environment):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
+
+
+# The modules of stn_keras/evaluation/ and the ones of it each may import:
+# one job a module, and only `evaluate` (evaluate_model) runs them together.
+EVALUATION_MODULES = {
+    "trained_model": set(),
+    "transformer_view": set(),
+    "loading": {"trained_model", "transformer_view"},
+    "model_run": set(),
+    "metrics": set(),
+    "reports": set(),
+    "sample_picking": set(),
+    "transformer_pictures": {"sample_picking"},
+    "evaluate_model": {"loading", "metrics", "reports", "trained_model", "transformer_pictures"},
+}
+
+
+def evaluation_modules_imported(path):
+    """The modules of stn_keras.evaluation that the module at ``path`` imports."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            pieces = node.module.split(".")
+            if pieces[:2] == ["stn_keras", "evaluation"] and len(pieces) > 2:
+                modules.add(pieces[2])
+    return modules
+
+
+def test_every_evaluation_module_has_one_job_listed():
+    found = {path.stem for path in (PACKAGE / "evaluation").glob("*.py")} - {"__init__"}
+    assert found == set(EVALUATION_MODULES), "add new modules of evaluation/ to EVALUATION_MODULES"
+
+
+@pytest.mark.parametrize("name", sorted(EVALUATION_MODULES))
+def test_evaluation_module_imports_only_the_ones_it_builds_on(name):
+    imported = evaluation_modules_imported(PACKAGE / "evaluation" / f"{name}.py")
+    assert imported <= EVALUATION_MODULES[name], (
+        f"evaluation/{name}.py imports {sorted(imported - EVALUATION_MODULES[name])}"
+    )
 
 
 def test_importing_and_drawing_leave_the_process_alone(tmp_path):

@@ -88,10 +88,30 @@ def test_evaluate_help(capsys):
         assert flag in out
 
 
+def test_evaluate_data_flags_are_trains_from_the_settings_schema(capsys):
+    _, train_help, _ = run(train.main, ["--help"], capsys)
+    _, evaluate_help, _ = run(evaluate.main, ["--help"], capsys)
+    train_text, evaluate_text = (" ".join(text.split()) for text in (train_help, evaluate_help))
+    assert set(evaluate.DATA_FLAGS) <= set(run_config.DATA_SETTINGS)
+    for name in evaluate.DATA_FLAGS:
+        option = run_config.OPTIONS[name]
+        flag = "--" + name.replace("_", "-")
+        assert f"{flag} {name.upper()} {option.help}" in train_text, flag
+        default = "the run's" if option.default is None else f"the run's, or {option.default}"
+        assert f"{flag} {name.upper()} {option.help} (default: {default})" in evaluate_text, flag
+    arguments = evaluate.build_parser().parse_args(
+        ["--model", "m.keras", "--seed", "3", "--val-size", "0.1", "--image-size", "20"]
+    )
+    assert (arguments.seed, arguments.val_size, arguments.image_size) == (3, 0.1, 20)
+    assert arguments.dataset is None and arguments.distortion is None  # the run's
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         ([], "the following arguments are required: --model"),
+        (["--model", "m.keras", "--val-size", "ten"], "argument --val-size: expected an image count (e.g. 5000) or a fraction (e.g. 0.1). Received: 'ten'"),
+        (["--model", "m.keras", "--seed", "one"], "argument --seed: invalid int value: 'one'"),
         (["--model", "m.keras", "--split", "dev"], "invalid choice: 'dev'"),
         (["--model", "m.keras", "--batch-size", "0"], "--batch-size and --num-samples must be >= 1"),
         (["--model", "no/such/model.keras"], "Model not found. Received: model path='no/such/model.keras'"),

@@ -1,6 +1,7 @@
 """Evaluation: metrics, confusion matrix, pictures, model loading and errors."""
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -83,6 +84,55 @@ def test_confusion_matrix_csv_layout(tmp_path):
     with open(path) as file:
         rows = list(csv.reader(file))
     assert rows == [["true \\ predicted", "cat", "dog"], ["cat", "3", "1"], ["dog", "0", "4"]]
+
+
+def test_metrics_json_round_trips(tmp_path):
+    metrics, _ = evaluation.compute_metrics(np.eye(2)[[0, 1, 1]], np.array([0, 1, 0]), ["a", "b"])
+    metrics["data"] = {"source": Path("/data/set")}  # not JSON: written as its text
+    path = evaluation.write_metrics_json(metrics, tmp_path / "metrics.json")
+    written = json.loads(path.read_text())
+    assert written == {**metrics, "data": {"source": "/data/set"}}
+    assert path.read_text().startswith('{\n  "loss": ')
+
+
+def test_pick_samples_takes_one_image_per_class_first():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(evaluation.pick_samples(labels, 4), [0, 2, 4, 1])
+    np.testing.assert_array_equal(evaluation.pick_samples(labels, 2), [0, 2])
+    np.testing.assert_array_equal(evaluation.pick_samples(labels[:3], 8), [0, 2, 1])
+
+
+def test_data_settings_come_from_the_run_beside_the_model_then_the_overrides(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    saved = {"dataset": "mnist", "distortion": "rts", "seed": 3, "epochs": 5}
+    (run_dir / "config.json").write_text(json.dumps({"config": saved}))
+    model_path = run_dir / "model.keras"
+    config = evaluation.data_config_for(model_path, {"seed": 7})
+    assert config["dataset"] == "mnist" and config["distortion"] == "rts"
+    assert config["seed"] == 7 and "epochs" not in config
+    assert evaluation.data_config_for(model_path, {"distortion": "none"})["distortion"] is None
+    assert evaluation.default_output_dir(model_path) == run_dir.resolve() / "evaluation"
+    alone = evaluation.data_config_for(tmp_path / "model.keras")
+    assert (alone["dataset"], alone["distortion"], alone["seed"]) == ("digits", None, 0)
+
+
+def test_transformer_samples_of_a_model_that_cannot_show_them_are_skipped_with_a_reason(
+    tmp_path, caplog
+):
+    images = np.zeros((3, 4, 4, 1), "float32")
+    labels = predictions = np.array([0, 1, 0])
+    without_metadata = evaluation.TrainedModel(None, (4, 4, 1), 2, {}, transformer_views=None)
+    without_transformer = dataclasses.replace(without_metadata, transformer_views=lambda batch: [])
+    path = tmp_path / "st_samples.png"
+    with caplog.at_level("INFO"):
+        for trained in (without_metadata, without_transformer):
+            assert evaluation.write_transformer_samples(
+                trained, images, labels, predictions, ["a", "b"], 2, path
+            ) is None
+    assert "no transformer metadata (assets.extra/spatial_transformers.json)" in caplog.text
+    assert "The model has no spatial transformer: no st_samples.png." in caplog.text
+    assert not path.exists()
 
 
 def test_evaluate_writes_reports_that_agree_with_a_direct_computation(
@@ -203,8 +253,6 @@ def test_wrong_shaped_data_names_both_shapes(tmp_path, keras_file):
 
 
 def test_wrong_class_count(tmp_path, keras_file, dataset):
-    import dataclasses
-
     more_classes = dataclasses.replace(dataset, num_classes=10, class_names=tuple("0123456789"))
     with pytest.raises(ValueError, match="The model predicts 3 classes but data set 'tiny' has 10"):
         evaluation.evaluate(keras_file, more_classes, tmp_path / "eval")

@@ -1,0 +1,94 @@
+"""Command-line flags built from the settings schema (``config.OPTIONS``).
+
+``train.py`` makes a flag of every setting, ``evaluate.py`` of the data
+settings; both through `add_setting_flag`, so a setting's flag name, type,
+choices and help text are written once, in its `config.Option`.
+"""
+
+import argparse
+
+from stn_keras.models.blocks import LOCALIZATION_ACTIVATIONS
+from stn_keras.models.blocks import LOCALIZATION_CONVOLUTIONS
+from stn_keras.ops import TRANSFORMS
+
+# Flags whose values are keyword mappings, given as repeated KEY=VALUE.
+MAPPING_FLAGS = {
+    "model_options": "model-option",
+    "data_options": "data-option",
+    "augmentation_options": "augmentation-option",
+}
+# Choices that live with the models rather than in the settings schema.
+MODEL_CHOICES = {
+    "transform": TRANSFORMS,
+    "localization_convolution": LOCALIZATION_CONVOLUTIONS,
+    "localization_activation": LOCALIZATION_ACTIVATIONS,
+}
+
+
+def key_value(text):
+    """``KEY=VALUE`` -> ``(KEY, VALUE parsed as YAML)``, e.g. ``filters=16``."""
+    import yaml
+
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE, e.g. filters=16. Received: {text!r}"
+        )
+    return key.replace("-", "_"), yaml.safe_load(value)
+
+
+def _with_message(parse):
+    """``parse`` whose ValueError message reaches the user (argparse would
+    replace it with "invalid <function> value")."""
+    if parse in (int, float, str):
+        return parse
+
+    def parse_with_message(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse_with_message.__name__ = parse.__name__
+    return parse_with_message
+
+
+def add_setting_flag(parser, name, option, default_text=None):
+    """Adds the flag of setting ``name`` (``--data-dir`` for ``data_dir``).
+
+    Args:
+        parser: an ``argparse.ArgumentParser``.
+        name: the setting's name, a key of ``config.OPTIONS``.
+        option: its `config.Option`.
+        default_text: what the help says the default is; unset: the
+            option's default (or nothing, for a default of ``None``).
+    """
+    if name in MAPPING_FLAGS:
+        parser.add_argument(
+            "--" + MAPPING_FLAGS[name],
+            dest=name,
+            type=key_value,
+            action="append",
+            metavar="KEY=VALUE",
+            help=f"{option.help}; repeatable (default: {default_text or 'none'})",
+        )
+        return
+    flag = "--" + name.replace("_", "-")
+    shown_default = option.default if default_text is None else default_text
+    text = option.help if shown_default is None else f"{option.help} (default: {shown_default})"
+    if isinstance(option.default, bool) or option.boolean_flag:
+        parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=text)
+    elif name == "mixed_precision":
+        # A bare --mixed-precision picks the policy for the device.
+        parser.add_argument(
+            flag, dest=name, nargs="?", const="auto", choices=option.choices, help=text
+        )
+    else:
+        value_type = option.flag_type or {int: int, float: float}.get(type(option.default), str)
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=_with_message(value_type),
+            choices=option.choices or MODEL_CHOICES.get(name),
+            help=text,
+        )
