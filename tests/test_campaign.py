@@ -74,6 +74,25 @@ def test_the_budget_stops_runs_started_in_parallel_and_leaves_the_rest(tmp_path)
     assert "return_code" not in records["third"]
 
 
+def test_an_interrupted_run_is_resumed_with_its_saved_settings(tmp_path):
+    run_dir = tmp_path / "runs" / "interrupted"
+    (run_dir / "backup").mkdir(parents=True)
+    (run_dir / "backup" / "state.json").write_text('{"backups": [{"epoch": 3}]}')
+    records = campaign.run_campaign(
+        [campaign.PlannedRun("interrupted", ("--seed", "1"))],
+        tmp_path / "runs",
+        train_seconds=1,
+        extra_arguments=("--epochs", "1"),
+        python=_sleeping_trainer(tmp_path),
+        minimum_start_seconds=0,
+        poll_seconds=0.1,
+    )
+    record = records["interrupted"]
+    assert record["action"] == "resume" and record["epochs_before"] == 3
+    assert record["command"].endswith(f"--output-dir {run_dir} --verbose 2 --resume")
+    assert "--seed" not in record["command"] and "--epochs" not in record["command"]
+
+
 def test_finished_and_failed_runs_are_left_alone(tmp_path):
     finished = RunDirectory(tmp_path / "runs" / "finished")
     finished.path.mkdir(parents=True)
