@@ -381,7 +381,14 @@ def summarise_run(runs_dir, name, record):
     )
     new_epochs = epochs_done - record.get("epochs_before", 0)
     seconds = record.get("seconds")
-    metrics = _read_json(run_dir.evaluation_path / "metrics.json") or {}
+    metrics_path = run_dir.evaluation_path / "metrics.json"
+    # An evaluation older than the best model is of an earlier one.
+    current = (
+        metrics_path.is_file()
+        and run_dir.model_path.is_file()
+        and metrics_path.stat().st_mtime >= run_dir.model_path.stat().st_mtime
+    )
+    metrics = (_read_json(metrics_path) or {}) if current else {}
     if run_dir.failure() is not None:
         status = f"failed: {run_dir.failure()}"
     elif run_dir.has_backup():

@@ -206,3 +206,37 @@ def test_the_campaign_script_trains_in_parallel_and_stops_resumably(tmp_path):
     assert "| alpha | interrupted, resumable |" in output
     assert campaign.unpack(out, tmp_path / "returned") == ["alpha", "beta"]
     RunDirectory(tmp_path / "returned" / "alpha").check_can_start(resume=True)
+
+
+def test_a_run_summary_counts_backed_up_epochs_and_only_a_current_evaluation(tmp_path):
+    run_dir = RunDirectory(tmp_path / "runs" / "run")
+    (run_dir.backup_path).mkdir(parents=True)
+    run_dir.write_config(
+        {
+            "config": {"batch_size": 256, "epochs": 766, "seed": 1},
+            "data": {"split_sizes": {"train": 50000}},
+            "device": {"description": "jax: 1 gpu (NVIDIA H200 #0)"},
+            "finished": False,
+        }
+    )
+    # The third row's epoch was not backed up: a resumed run redoes it.
+    run_dir.history_path.write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n"
+        "0,0.5,1.0,0.6,0.9\n1,0.7,0.8,0.8,0.7\n2,0.8,0.6,0.9,0.5\n"
+    )
+    (run_dir.backup_path / "state.json").write_text('{"backups": [{"epoch": 2}]}')
+    run_dir.model_path.write_bytes(b"model")
+    (run_dir.evaluation_path).mkdir()
+    (run_dir.evaluation_path / "metrics.json").write_text('{"error_percent": 0.75}')
+    record = {"epochs_before": 1, "seconds": 10.0, "stopped_by_campaign": True}
+    summary = campaign.summarise_run(tmp_path / "runs", "run", record)
+    assert summary["status"] == "interrupted, resumable"
+    assert (summary["epochs_done"], summary["iterations_done"]) == (2, 2 * 196)
+    assert (summary["best"], summary["best_epoch"]) == (0.8, 2)
+    assert summary["images_per_second"] == 5000
+    assert summary["test_error_percent"] == 0.75
+    assert summary["device"] == "jax: 1 gpu (NVIDIA H200 #0)"
+    later = (run_dir.evaluation_path / "metrics.json").stat().st_mtime + 10
+    os.utime(run_dir.model_path, (later, later))
+    assert campaign.summarise_run(tmp_path / "runs", "run", record)["test_error_percent"] is None
+    assert "| run | interrupted, resumable | 2/766 | 392 |" in campaign.summary_markdown([summary], [])
