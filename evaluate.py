@@ -10,9 +10,10 @@ import argparse
 import logging
 import sys
 
-from stn_keras import config
 from stn_keras import evaluation
 from stn_keras.data.dataset import SPLITS
+from stn_keras.settings import count_or_fraction
+from stn_keras.settings import load_data
 
 
 def build_parser():
@@ -47,7 +48,7 @@ def build_parser():
     )
     parser.add_argument(
         "--val-size",
-        type=config.count_or_fraction,
+        type=count_or_fraction,
         help="validation images, a count or a fraction (default: the run's)",
     )
     parser.add_argument(
@@ -86,7 +87,7 @@ def main(argv=None):
                 if getattr(arguments, name) is not None
             },
         )
-        dataset = config.load_data(data_config)
+        dataset = load_data(data_config)
         output_dir = arguments.output_dir or evaluation.default_output_dir(
             arguments.model
         )

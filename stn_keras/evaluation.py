@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import stn_keras  # noqa: F401  (registers the layers for load_model_file)
-from stn_keras import config as run_config
 from stn_keras import models
 from stn_keras import visualization
 from stn_keras.data import as_float_images
@@ -28,6 +27,7 @@ from stn_keras.files import file_sha256
 from stn_keras.files import write_directory_atomically
 from stn_keras.run_dir import RunDirectory
 from stn_keras.saving import load_model_file
+from stn_keras.settings import data_settings
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def data_config_for(model_path, overrides=None):
     """
     run_dir = RunDirectory(_run_dir(model_path))
     saved = run_dir.read_config() if run_dir.config_path.is_file() else {}
-    config = run_config.data_settings(saved)
+    config = data_settings(saved)
     config.update(overrides or {})
     if config["distortion"] == "none":
         config["distortion"] = None
