@@ -32,9 +32,8 @@ def plan_run(settings, dataset=None):
 
     Everything that can refuse the run (backend, data, a run directory that
     is taken, disagrees with its backup or cannot be written) does so here,
-    before a model is built or a record written. On resume, history rows of
-    epochs the backup does not hold are dropped here, so that the history
-    and the backup agree.
+    before a model is built or anything written in the run directory
+    (`stn_keras.training.recording.recorded_run` writes it).
 
     Args:
         settings: a `stn_keras.settings.RunSettings`, from
@@ -84,6 +83,6 @@ def plan_run(settings, dataset=None):
         backup=backup,
         first_epoch=first_epoch,
         train_data=train_data,
-        history_rows=run_dir.truncate_history(first_epoch) if settings.resume else [],
+        history_rows=run_dir.kept_history(first_epoch) if settings.resume else [],
         monitor="val_accuracy" if len(dataset.x_val) else "accuracy",
     )

@@ -1,4 +1,4 @@
-"""The record of a run in its ``config.json``: started, then finished or failed."""
+"""The one step that writes a run's record: ``config.json``, and the history a resume keeps."""
 
 import contextlib
 
@@ -33,16 +33,20 @@ def run_record(plan, model):
 
 @contextlib.contextmanager
 def recorded_run(plan, model):
-    """The one step that writes the run's ``config.json``.
+    """The one step that writes the run directory's record, around ``model.fit``.
 
-    On entering, a new run's record (`run_record`; a resumed run keeps the
-    one it started with). On leaving, ``"finished": true``; after a
-    non-finite loss, ``"finished": false`` and the ``failure``, raised as
-    `TrainingFailed`. An interruption leaves the record as it is, so that
-    the run can be resumed.
+    On entering, a new run's ``config.json`` (`run_record`); a resumed run
+    keeps the one it started with and drops the ``history.csv`` rows of
+    epochs its backup does not hold, which it redoes. On leaving,
+    ``"finished": true``; after a non-finite loss, ``"finished": false``
+    and the ``failure``, raised as `TrainingFailed`. An interruption leaves
+    the record as it is, so that the run can be resumed. Within it, the
+    callbacks write each epoch's files (history row, best model, backup).
     """
     run_dir = plan.run_dir
-    if not plan.settings.resume:
+    if plan.settings.resume:
+        run_dir.truncate_history(plan.first_epoch)
+    else:
         run_dir.write_config(run_record(plan, model))
     try:
         yield
