@@ -10,10 +10,11 @@ import argparse
 import logging
 import sys
 
-from stn_keras import config
 from stn_keras import evaluation
 from stn_keras.data.dataset import SPLITS
 from stn_keras.setting_flags import add_setting_flag
+from stn_keras.settings import OPTIONS
+from stn_keras.settings import load_data
 
 # The data settings of the model's run that an evaluation may override.
 DATA_FLAGS = ("dataset", "distortion", "data_dir", "seed", "val_size", "image_size")
@@ -43,7 +44,7 @@ def build_parser():
         "unset, a flag takes the run's setting, from the config.json beside the model"
     )
     for name in DATA_FLAGS:
-        option = config.OPTIONS[name]
+        option = OPTIONS[name]
         shown = "the run's" if option.default is None else f"the run's, or {option.default}"
         add_setting_flag(data, name, option, default_text=shown)
     parser.add_argument(
@@ -79,7 +80,7 @@ def main(argv=None):
                 if getattr(arguments, name) is not None
             },
         )
-        dataset = config.load_data(data_config)
+        dataset = load_data(data_config)
         output_dir = arguments.output_dir or evaluation.default_output_dir(
             arguments.model
         )

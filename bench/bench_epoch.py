@@ -22,8 +22,9 @@ import time
 import keras
 
 from bench.machine import machine_description
-from stn_keras import config as run_config
 from stn_keras import training
+from stn_keras.settings import load_data
+from stn_keras.settings import resolve_settings
 
 
 class EpochTimes(keras.callbacks.Callback):
@@ -45,13 +46,13 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="a train.py configuration file")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of model.fit (>= 2)")
     arguments = parser.parse_args(argv)
-    config = run_config.resolve_config(
+    settings = resolve_settings(
         {"epochs": arguments.epochs, "output_dir": "unused"}, arguments.config
     )
-    dataset = run_config.load_data(config)
-    batches = training.training_batches(config, dataset, first_epoch=0)
+    dataset = load_data(settings)
+    batches = training.training_batches(settings, dataset, first_epoch=0)
     steps = batches.steps_per_epoch
-    labels = dataset.y_train_undistorted if config["online_distortion"] else dataset.y_train
+    labels = dataset.y_train_undistorted if settings.online_distortion else dataset.y_train
     images_per_epoch = len(labels)
 
     start = time.perf_counter()
@@ -59,12 +60,12 @@ def main(argv=None):
         batches[index]
     production = time.perf_counter() - start
 
-    model = training.build_configured_model(config, dataset.image_shape, dataset.num_classes)
+    model = training.build_configured_model(settings, dataset.image_shape, dataset.num_classes)
     model.compile(
-        optimizer=training.make_optimizer(config, steps, model),
+        optimizer=training.make_optimizer(settings, steps, model),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        jit_compile=config["jit_compile"],
+        jit_compile=settings.jit_compile,
     )
     times = EpochTimes()
     model.fit(
@@ -78,8 +79,8 @@ def main(argv=None):
     epoch = statistics.median(times.seconds[1:])
     print(machine_description())
     print(
-        f"{arguments.config}: model {config['model']}, {steps} steps of "
-        f"{config['batch_size']}, {images_per_epoch} images an epoch, "
+        f"{arguments.config}: model {settings.model}, {steps} steps of "
+        f"{settings.batch_size}, {images_per_epoch} images an epoch, "
         f"jit_compile={model.jit_compile}, Keras {keras.__version__} on "
         f"{keras.backend.backend()}"
     )

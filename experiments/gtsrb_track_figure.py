@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import stn_keras  # noqa: E402, F401  (registers the layers)
-from stn_keras import config as run_config  # noqa: E402
 from stn_keras import evaluation  # noqa: E402
 from stn_keras.data import as_float_images  # noqa: E402
 from stn_keras import visualization  # noqa: E402
 from stn_keras.data import gtsrb  # noqa: E402
+from stn_keras.settings import load_data  # noqa: E402
 
 
 def track_images(dataset, data_dir, track_index):
@@ -73,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--track", type=int, default=0, help="which held-out track (default: 0)")
     arguments = parser.parse_args(argv)
     config = evaluation.data_config_for(arguments.model)
-    dataset = run_config.load_data(config)
+    dataset = load_data(config)
     images, labels = track_images(dataset, config.get("data_dir"), arguments.track)
     trained = evaluation.load_trained_model(arguments.model)
     float_images = as_float_images(images)

@@ -11,9 +11,11 @@ import logging
 import time
 from pathlib import Path
 
-from stn_keras import config as run_config
 from stn_keras import evaluation
 from stn_keras import training
+from stn_keras.export import export_best_model
+from stn_keras.settings import load_data
+from stn_keras.settings import resolve_settings
 
 DEMO_SETTINGS = {
     "dataset": "digits",
@@ -43,9 +45,10 @@ def run_demo(output_root="runs", epochs=None):
     overrides = {**DEMO_SETTINGS, "output_dir": str(run_dir)}
     if epochs is not None:
         overrides["epochs"] = epochs
-    config = training.resolve_run_config(overrides)
-    dataset = run_config.load_data(config)
-    result = training.train(config, dataset)
+    settings = resolve_settings(overrides)
+    dataset = load_data(settings)
+    result = training.train(settings, dataset)
+    export_best_model(result.run_dir)
     evaluation_dir = run_dir / "evaluation"
     metrics = evaluation.evaluate(run_dir / "model.keras", dataset, evaluation_dir)
     print(evaluation.format_report(metrics, dataset.class_names))

@@ -181,33 +181,50 @@ class RunDirectory:
             return []
         return _parse_history(self.history_path.read_text().splitlines(keepends=True))
 
-    def truncate_history(self, num_epochs):
-        """Keeps the header and the rows of the first ``num_epochs`` epochs.
+    def kept_history(self, num_epochs):
+        """The rows of the first ``num_epochs`` epochs, checked; writes nothing.
 
-        A run killed after writing an epoch's row but before committing its
-        backup redoes that epoch on resume; this drops the stale row first.
-        Returns the rows kept, as :meth:`read_history` gives them.
+        What a run resumed after ``num_epochs`` finished epochs keeps of
+        ``history.csv``, as :meth:`read_history` gives them;
+        :meth:`truncate_history` drops the rest.
 
         Raises:
             ValueError: ``history.csv`` does not hold one row for each of
                 epochs ``0 .. num_epochs - 1`` in order (it belongs to
                 another run, or was edited), naming the file.
         """
+        return self._checked_history(num_epochs)[0][:num_epochs]
+
+    def truncate_history(self, num_epochs):
+        """Keeps the header and the rows of the first ``num_epochs`` epochs.
+
+        A run killed after writing an epoch's row but before committing its
+        backup redoes that epoch on resume; this drops the stale row first.
+        Returns the rows kept, as :meth:`kept_history` does.
+
+        Raises:
+            ValueError: as :meth:`kept_history`.
+        """
+        rows, lines = self._checked_history(num_epochs)
+        if len(rows) > num_epochs:
+            write_text_atomically(self.history_path, "".join(lines[: num_epochs + 1]))
+        return rows[:num_epochs]
+
+    def _checked_history(self, num_epochs):
+        """``(every row, every line)`` of ``history.csv``, checked against ``num_epochs``."""
         if not self.history_path.is_file():
             if num_epochs:
                 raise self._history_mismatch(num_epochs, "it does not exist")
-            return []
-        header, *body = self.history_path.read_text().splitlines(keepends=True)
+            return [], []
+        lines = self.history_path.read_text().splitlines(keepends=True)
         try:
-            rows = _parse_history([header, *body])
+            rows = _parse_history(lines)
         except (ValueError, KeyError) as error:
             raise self._history_mismatch(num_epochs, f"it is unreadable ({error})") from error
         epochs = [row["epoch"] for row in rows]
         if epochs != list(range(len(rows))) or len(rows) < num_epochs:
             raise self._history_mismatch(num_epochs, f"its rows are of epochs {epochs}")
-        if len(rows) > num_epochs:
-            write_text_atomically(self.history_path, "".join([header, *body[:num_epochs]]))
-        return rows[:num_epochs]
+        return rows, lines
 
     def _history_mismatch(self, num_epochs, problem):
         return ValueError(

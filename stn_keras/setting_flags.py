@@ -1,8 +1,8 @@
-"""Command-line flags built from the settings schema (``config.OPTIONS``).
+"""Command-line flags built from the settings schema (``settings.OPTIONS``).
 
 ``train.py`` makes a flag of every setting, ``evaluate.py`` of the data
 settings; both through `add_setting_flag`, so a setting's flag name, type,
-choices and help text are written once, in its `config.Option`.
+choices and help text are written once, in its `settings.Option`.
 """
 
 import argparse
@@ -58,8 +58,8 @@ def add_setting_flag(parser, name, option, default_text=None):
 
     Args:
         parser: an ``argparse.ArgumentParser``.
-        name: the setting's name, a key of ``config.OPTIONS``.
-        option: its `config.Option`.
+        name: the setting's name, a key of ``settings.OPTIONS``.
+        option: its `settings.Option`.
         default_text: what the help says the default is; unset: the
             option's default (or nothing, for a default of ``None``).
     """

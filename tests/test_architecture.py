@@ -32,19 +32,19 @@ ALLOWED = {
     "data": {"ops", "validation", "files", "netpbm"},
     "visualization": {"ops"},
     "callbacks": {"models", "visualization", "validation", "files", "runtime", "run_dir"},
-    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "saving", "config", "data", "netpbm", "ops"},
+    "export": {"models", "layers", "run_dir", "runtime", "validation", "files", "saving", "settings", "data", "netpbm", "ops"},
     "run_dir": {"files"},
     "runtime": {"quiet_import"},
-    "config": {"models", "data", "validation"},
+    "settings": {"models", "data", "validation", "run_dir"},
     "setting_flags": {"models", "ops"},
-    "training": {"config", "run_dir", "runtime", "data", "models", "callbacks", "export"},
+    "training": {"settings", "run_dir", "runtime", "data", "models", "callbacks"},
     "evaluation": {
-        "config", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
+        "settings", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
         "saving",
     },
     "serving": {"export", "validation", "extras"},
     "pretrained": {"evaluation", "export"},
-    "demo": {"config", "training", "evaluation"},
+    "demo": {"settings", "training", "evaluation", "export"},
 }
 
 

@@ -11,8 +11,9 @@ import pytest
 
 import evaluate
 import train
-from stn_keras import config as run_config
+from stn_keras import settings
 from stn_keras import training
+from stn_keras.training import planning
 from tests.data_fixtures import write_mnist_like
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +93,9 @@ def test_evaluate_data_flags_are_trains_from_the_settings_schema(capsys):
     _, train_help, _ = run(train.main, ["--help"], capsys)
     _, evaluate_help, _ = run(evaluate.main, ["--help"], capsys)
     train_text, evaluate_text = (" ".join(text.split()) for text in (train_help, evaluate_help))
-    assert set(evaluate.DATA_FLAGS) <= set(run_config.DATA_SETTINGS)
+    assert set(evaluate.DATA_FLAGS) <= set(settings.DATA_SETTINGS)
     for name in evaluate.DATA_FLAGS:
-        option = run_config.OPTIONS[name]
+        option = settings.OPTIONS[name]
         flag = "--" + name.replace("_", "-")
         assert f"{flag} {name.upper()} {option.help}" in train_text, flag
         default = "the run's" if option.default is None else f"the run's, or {option.default}"
@@ -153,7 +154,7 @@ def test_evaluate_damaged_model_file(tmp_path, capsys, damage, problem):
 
 
 def test_train_failure_is_one_line_and_exit_code_1(tmp_path, capsys, monkeypatch):
-    def failing(settings, config_path=None):
+    def failing(settings):
         raise training.TrainingFailed("Training failed: the training loss became nan in epoch 2. ...")
 
     monkeypatch.setattr(training, "train", failing)
@@ -210,18 +211,26 @@ def test_train_then_evaluate_on_digits(tmp_path, capsys):
     assert code == 2 and "expects images of shape" in err
 
 
-def test_resume_with_other_flags_warns_and_keeps_the_saved_settings(tmp_path, capsys, caplog):
-    run_dir = tmp_path / "run"
-    (run_dir / "backup").mkdir(parents=True)
-    saved = training.resolve_run_config({"output_dir": str(run_dir), "epochs": 3})
-    (run_dir / "config.json").write_text(json.dumps({"config": saved}))
-    (run_dir / "backup" / "state.json").write_text('{"epoch": 1}')
-    with caplog.at_level("WARNING"):
-        resumed = training.resolve_run_config(
-            {"output_dir": str(run_dir), "resume": True, "epochs": 9, "seed": 0}
-        )
-    assert resumed["epochs"] == 3 and resumed["resume"] is True
-    assert "ignoring ['epochs']" in caplog.text  # seed=0 is what the run used
+class _FinishedRun:
+    run_dir = "runs/finished"
+
+    def summary(self):
+        return "best val_accuracy 1.0000"
+
+
+@pytest.mark.parametrize("flags, exported", [([], ["runs/finished"]), (["--no-export"], [])])
+def test_train_exports_the_best_model_as_its_own_step_unless_told_not_to(
+    tmp_path, capsys, monkeypatch, flags, exported
+):
+    trained, calls = [], []
+    monkeypatch.setattr(training, "train", lambda settings: trained.append(settings) or _FinishedRun())
+    monkeypatch.setattr(train, "export_best_model", calls.append)
+    code, out, _ = run(train.main, ["--output-dir", str(tmp_path / "run"), *flags], capsys)
+    assert code == 0 and "best val_accuracy" in out
+    assert calls == exported
+    # --export is a step of the command line, not a setting of the run.
+    assert trained[0].output_dir == str(tmp_path / "run")
+    assert "export" not in trained[0].as_dict()
 
 
 COMMAND_LINES = [
@@ -273,7 +282,7 @@ def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
     def missing(config):
         raise FileNotFoundError("Data set 'gtsrb' is incomplete. Looked for X in: Y.")
 
-    monkeypatch.setattr(run_config, "load_data", missing)
+    monkeypatch.setattr(planning, "load_data", missing)
     code, _, err = run(
         train.main, ["--dataset", "gtsrb", "--output-dir", str(tmp_path / "run")], capsys
     )

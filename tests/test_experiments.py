@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from stn_keras import training
+from stn_keras.settings import resolve_settings
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 EXPERIMENTS = sorted(EXPERIMENTS_DIR.rglob("*.yaml"))
@@ -40,10 +41,10 @@ def test_there_is_one_config_per_experiment():
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda path: path.stem)
 def test_experiment_config_builds_its_model(path):
-    config = training.resolve_run_config({}, path)
-    assert config["output_dir"].startswith("runs/")
-    image_shape, num_classes = DATA_SHAPES[(config["dataset"], config["distortion"])]
-    model = training.build_configured_model(config, image_shape, num_classes)
+    settings = resolve_settings({}, path)
+    assert settings.output_dir.startswith("runs/")
+    image_shape, num_classes = DATA_SHAPES[(settings.dataset, settings.distortion)]
+    model = training.build_configured_model(settings, image_shape, num_classes)
     assert model.output_shape == (None, num_classes)
 
 
@@ -58,9 +59,9 @@ PAPER_SCHEDULES = sorted((EXPERIMENTS_DIR / "table1").glob("*.yaml")) + [
 def test_paper_schedules_draw_distortions_online_for_150k_iterations(path):
     # Appendix A.4: distortions generated on the fly, 150k iterations of
     # batch 256 on the 50k digits left after the 10k validation split.
-    config = training.resolve_run_config({}, path)
-    assert config["online_distortion"] is True
-    steps_per_epoch = -(-50_000 // config["batch_size"])
-    assert 150_000 <= config["epochs"] * steps_per_epoch < 150_000 + steps_per_epoch
-    assert (config["optimizer"], config["learning_rate"]) == ("sgd", 0.01)
-    assert (config["lr_schedule"], config["lr_decay_steps"]) == ("step", 50_000)
+    settings = resolve_settings({}, path)
+    assert settings.online_distortion is True
+    steps_per_epoch = -(-50_000 // settings.batch_size)
+    assert 150_000 <= settings.epochs * steps_per_epoch < 150_000 + steps_per_epoch
+    assert (settings.optimizer, settings.learning_rate) == ("sgd", 0.01)
+    assert (settings.lr_schedule, settings.lr_decay_steps) == ("step", 50_000)

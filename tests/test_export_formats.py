@@ -251,18 +251,19 @@ def test_quantized_gtsrb_agrees_with_keras_on_real_signs(tmp_path, data_dir):
     300 validation signs; int8 with the transformer quantized too, far less."""
     import keras
 
-    from stn_keras import config as run_config
     from stn_keras.data import as_float_images
     from stn_keras.export import export_model
     from stn_keras.export.formats import calibration_images
     from stn_keras.export.formats import export_litert
     from stn_keras.export.parity import compare
     from stn_keras.run_dir import RunDirectory
+    from stn_keras.settings import data_settings
+    from stn_keras.settings import load_data
 
     model_dir = os.path.join(SHIPPED, "gtsrb_st_cnn")
-    settings = run_config.data_settings(RunDirectory(model_dir).read_config())
+    settings = data_settings(RunDirectory(model_dir).read_config())
     settings["data_dir"] = data_dir
-    images, labels = run_config.load_data(settings).split("val")
+    images, labels = load_data(settings).split("val")
     chosen = np.random.default_rng(1).choice(len(images), 300, replace=False)
     images, labels = as_float_images(images[chosen]), labels[chosen]
     reference = predictions_of(os.path.join(model_dir, "model.keras"), images)

@@ -252,14 +252,15 @@ def test_shipped_gtsrb_model_names_a_real_sign(tmp_path, data_dir):
     """A validation sign of class 14 (Stop), saved at another size as PNG."""
     from PIL import Image
 
-    from stn_keras import config as run_config
     from stn_keras import pretrained
     from stn_keras.run_dir import RunDirectory
+    from stn_keras.settings import data_settings
+    from stn_keras.settings import load_data
 
     classifier = pretrained.load("gtsrb_st_cnn")
-    settings = run_config.data_settings(RunDirectory(classifier.source).read_config())
+    settings = data_settings(RunDirectory(classifier.source).read_config())
     settings["data_dir"] = data_dir
-    images, labels = run_config.load_data(settings).split("val")
+    images, labels = load_data(settings).split("val")
     stops = images[labels == 14][:5]
     files = []
     for index, image in enumerate(stops):

@@ -22,8 +22,10 @@ def test_history_rows_best_epoch_and_truncation(tmp_path):
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     assert best_epoch(rows, "val_accuracy") == (0.8, 2)
     assert best_epoch([], "val_accuracy") == (None, 0)
+    assert [row["epoch"] for row in run.kept_history(2)] == [0, 1]
+    assert run.history_path.read_text() == HISTORY  # checked, not written
     kept = run.truncate_history(2)
-    assert [row["epoch"] for row in kept] == [0, 1]
+    assert kept == run.kept_history(2)
     assert run.history_path.read_text() == HISTORY.rsplit("2,0.9", 1)[0]
     assert run.truncate_history(2) == kept  # nothing to drop, file unchanged
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import stn_keras  # noqa: F401  (registers the layers)
-from stn_keras import config as run_config
 from stn_keras import evaluation
 from stn_keras.data import as_float_images
+from stn_keras.settings import load_data
 
 SAVED_MODELS_DIR = Path(__file__).resolve().parents[1] / "saved_models"
 # name: (split the card reports, minimum accuracy on 300 of its images).
@@ -76,7 +76,7 @@ def test_shipped_model_is_accurate_on_real_images(name, data_dir):
     split, minimum = SHIPPED[name]
     model_path = SAVED_MODELS_DIR / name / "model.keras"
     config = evaluation.data_config_for(model_path, {"data_dir": data_dir})
-    images, labels = run_config.load_data(config).split(split)
+    images, labels = load_data(config).split(split)
     trained = evaluation.load_trained_model(model_path)
     chosen = np.linspace(0, len(images) - 1, CHECKED_IMAGES).astype("int64")
     predictions = trained.predict(as_float_images(images[chosen])).argmax(-1)
@@ -99,7 +99,7 @@ def test_gtsrb_track_figure_draws_one_whole_validation_track(data_dir, tmp_path)
     figure = _track_figure_module()
     model_path = SAVED_MODELS_DIR / "gtsrb_st_cnn" / "model.keras"
     config = evaluation.data_config_for(model_path, {"data_dir": data_dir})
-    dataset = run_config.load_data(config)
+    dataset = load_data(config)
     images, labels = figure.track_images(dataset, data_dir, 0)
     # GTSRB tracks are 30 frames of one physical sign: one class throughout.
     assert len(images) == 30 and len(set(labels.tolist())) == 1

@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from stn_keras.config import Option
-from stn_keras.config import count_or_fraction
+from stn_keras.settings import Option
+from stn_keras.settings import count_or_fraction
 from stn_keras.setting_flags import add_setting_flag
 
 

@@ -1,4 +1,4 @@
-"""Training: configuration, the resumable pipeline, the run directory, resume."""
+"""Training: the resumable pipeline, the run directory, resume, the export step after it."""
 
 import json
 import os
@@ -15,8 +15,13 @@ import numpy as np
 import pytest
 
 from stn_keras import models
+from stn_keras import runtime
 from stn_keras import training
+from stn_keras.export import export_best_model
 from stn_keras.run_dir import RunDirectory
+from stn_keras.settings import resolve_settings
+from stn_keras.training import fit_callbacks
+from stn_keras.training import interruption
 from tiny_data import tiny_dataset
 from tiny_data import tiny_distorted_dataset
 
@@ -53,15 +58,15 @@ def backed_up_epoch(run_dir):
     return json.loads((run_dir / "backup" / "state.json").read_text())["backups"][0]["epoch"]
 
 
-def tiny_config(run_dir, **overrides):
-    return training.resolve_run_config({**TINY, "output_dir": str(run_dir), **overrides})
+def tiny_settings(run_dir, **overrides):
+    return resolve_settings({**TINY, "output_dir": str(run_dir), **overrides})
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """An uninterrupted 4-epoch run on the tiny data set."""
     run_dir = tmp_path_factory.mktemp("runs") / "full"
-    result = training.train(tiny_config(run_dir), tiny_dataset())
+    result = training.train(tiny_settings(run_dir), tiny_dataset())
     return result
 
 
@@ -71,15 +76,15 @@ def interrupted_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "interrupted"
     with pytest.raises(training.TrainingInterrupted):
         training.train(
-            tiny_config(run_dir), tiny_dataset(), callbacks=[SendSignalMidEpoch(signal.SIGTERM)]
+            tiny_settings(run_dir), tiny_dataset(), callbacks=[SendSignalMidEpoch(signal.SIGTERM)]
         )
     return run_dir
 
 
 def test_training_batches_depend_only_on_seed_epoch_and_index():
     dataset = tiny_dataset(train=10)
-    config = tiny_config("unused", batch_size=4, seed=7, epochs=3)
-    stream = training.training_batches(config, dataset, first_epoch=0)
+    settings = tiny_settings("unused", batch_size=4, seed=7, epochs=3)
+    stream = training.training_batches(settings, dataset, first_epoch=0)
     assert stream.steps_per_epoch == 3 and len(stream) == 9  # 4 + 4 + 2 a epoch
     labels = [stream[index][1] for index in range(9)]
     epochs = [np.concatenate(labels[start : start + 3]) for start in (0, 3, 6)]
@@ -89,7 +94,7 @@ def test_training_batches_depend_only_on_seed_epoch_and_index():
     assert images.dtype == np.float32 and images.max() == 1.0
     # A resumed run's stream is the tail of the uninterrupted one, whatever
     # Keras does with on_epoch_end.
-    tail = training.training_batches(config, dataset, first_epoch=1)
+    tail = training.training_batches(settings, dataset, first_epoch=1)
     tail.on_epoch_end()
     assert len(tail) == 6
     for index in range(6):
@@ -100,7 +105,7 @@ def test_training_batches_depend_only_on_seed_epoch_and_index():
 
 def test_replicated_batches_split_evenly():
     batches = training.training_batches(
-        tiny_config("unused", batch_size=4), tiny_dataset(train=11), 0, num_replicas=2
+        tiny_settings("unused", batch_size=4), tiny_dataset(train=11), 0, num_replicas=2
     )
     sizes = [len(batches[index][1]) for index in range(batches.steps_per_epoch)]
     assert sizes == [4, 4, 2]  # the 11th image waits for another epoch
@@ -110,9 +115,7 @@ def test_run_directory_contents(finished_run):
     run_dir = finished_run.run_dir
     for name in ("config.json", "history.csv", "model.keras"):
         assert (run_dir / name).exists(), name
-    on_tensorflow = keras.backend.backend() == "tensorflow"
-    assert (run_dir / "saved_model" / "saved_model.pb").exists() == on_tensorflow
-    assert finished_run.saved_model_exported == on_tensorflow
+    assert not (run_dir / "saved_model").exists()  # exporting is a step of its own
     assert not (run_dir / "backup").exists()  # deleted after success
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["config"]["epochs"] == 4 and saved["config"]["model"] == "st_cnn"
@@ -139,8 +142,8 @@ def test_sigterm_keeps_last_epoch_and_resume_gives_the_same_result(
     state = json.loads((run_dir / "backup" / "state.json").read_text())
     assert [backup["epoch"] for backup in state["backups"]] == [2, 1]
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
-    assert signal.getsignal(signal.SIGTERM) is not training._raise_interrupted
-    training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+    assert signal.getsignal(signal.SIGTERM) is not interruption._raise_interrupted
+    training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
     assert (run_dir / "history.csv").read_text() == (
         finished_run.run_dir / "history.csv"
     ).read_text()
@@ -152,18 +155,18 @@ def test_dropout_resumes_to_the_uninterrupted_result(tmp_path):
         "model": "compact_st_cnn",
         "model_options": {"dropout": 0.5, "filters": [4, 4, 4], "dense_units": 16},
     }
-    full = training.train(tiny_config(tmp_path / "full", **dropout), tiny_dataset())
+    full = training.train(tiny_settings(tmp_path / "full", **dropout), tiny_dataset())
     run_dir = tmp_path / "interrupted"
     with pytest.raises(training.TrainingInterrupted):
         training.train(
-            tiny_config(run_dir, **dropout),
+            tiny_settings(run_dir, **dropout),
             tiny_dataset(),
             callbacks=[SendSignalMidEpoch(signal.SIGTERM)],
         )
     state = json.loads((run_dir / "backup" / "state.json").read_text())
     seeds = state["backups"][0]["seed_states"]
     assert len(seeds) == 1 and seeds[0][1] > 0
-    training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+    training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
     assert (run_dir / "history.csv").read_text() == (full.run_dir / "history.csv").read_text()
 
 
@@ -185,9 +188,9 @@ def test_killed_subprocess_resumes_to_the_uninterrupted_result(tmp_path, finishe
         import signal, sys
         sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
         from stn_keras import training
-        from test_training import SendSignalMidEpoch, tiny_config
+        from test_training import SendSignalMidEpoch, tiny_settings
         from tiny_data import tiny_dataset
-        training.train(tiny_config({str(run_dir)!r}), tiny_dataset(),
+        training.train(tiny_settings({str(run_dir)!r}), tiny_dataset(),
                        callbacks=[SendSignalMidEpoch(signal.SIGKILL)])
         """
     )
@@ -195,8 +198,8 @@ def test_killed_subprocess_resumes_to_the_uninterrupted_result(tmp_path, finishe
     assert completed.returncode == -signal.SIGKILL, completed.stderr[-2000:]
     assert backed_up_epoch(run_dir) == 2
     with pytest.raises(ValueError, match="already holds a run. Pass --resume"):
-        training.train(tiny_config(run_dir), tiny_dataset())
-    training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+        training.train(tiny_settings(run_dir), tiny_dataset())
+    training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
     assert (run_dir / "history.csv").read_text() == (
         finished_run.run_dir / "history.csv"
     ).read_text()
@@ -208,22 +211,36 @@ def test_killed_subprocess_resumes_to_the_uninterrupted_result(tmp_path, finishe
 
 def test_nothing_to_resume(tmp_path, finished_run):
     with pytest.raises(ValueError, match="Nothing to resume"):
-        training.train(tiny_config(finished_run.run_dir, resume=True), tiny_dataset())
-    with pytest.raises(ValueError, match="does not exist: no run was started"):
-        training.resolve_run_config({"output_dir": str(tmp_path / "never"), "resume": True})
+        training.train(tiny_settings(finished_run.run_dir, resume=True), tiny_dataset())
+
+
+def test_train_takes_resolved_settings_only(tmp_path):
+    with pytest.raises(TypeError, match="`settings` must be a RunSettings: resolve them first"):
+        training.train({**TINY, "output_dir": str(tmp_path / "run")}, tiny_dataset())
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_best_model_is_exported_as_a_step_of_its_own(tmp_path, finished_run, caplog):
+    run_dir = shutil.copytree(finished_run.run_dir, tmp_path / "run")
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    with caplog.at_level("INFO"):
+        assert export_best_model(run_dir) == on_tensorflow
+    assert (run_dir / "saved_model" / "saved_model.pb").exists() == on_tensorflow
+    if not on_tensorflow:
+        assert "No saved_model/ written: SavedModel export needs the TensorFlow backend" in caplog.text
 
 
 def test_schedules_and_optimizers():
-    config = training.resolve_run_config(
+    settings = resolve_settings(
         {"lr_schedule": "step", "lr_decay_steps": 10, "learning_rate": 0.5}
     )
-    optimizer = training.make_optimizer(config, steps_per_epoch=5)
+    optimizer = training.make_optimizer(settings, steps_per_epoch=5)
     schedule = optimizer._learning_rate
     assert float(schedule(9)) == pytest.approx(0.5)
     assert float(schedule(10)) == pytest.approx(0.05)
     assert float(schedule(25)) == pytest.approx(0.005)
     cosine = training.make_optimizer(
-        training.resolve_run_config(
+        resolve_settings(
             {"lr_schedule": "cosine", "epochs": 2, "optimizer": "adam", "learning_rate": 0.01}
         ),
         steps_per_epoch=5,
@@ -232,17 +249,17 @@ def test_schedules_and_optimizers():
     assert float(cosine._learning_rate(5)) == pytest.approx(0.005)
     assert float(cosine._learning_rate(10)) == pytest.approx(0.0, abs=1e-9)
     rmsprop = training.make_optimizer(
-        training.resolve_run_config({"optimizer": "rmsprop"}), steps_per_epoch=1
+        resolve_settings({"optimizer": "rmsprop"}), steps_per_epoch=1
     )
     assert isinstance(rmsprop, keras.optimizers.RMSprop)
 
 
 def test_weight_decay_shrinks_kernels_and_leaves_biases_alone():
-    config = training.resolve_run_config(
+    settings = resolve_settings(
         {"optimizer": "adam", "learning_rate": 0.1, "weight_decay": 0.5}
     )
     model = models.build_model("st_cnn", (28, 28, 1), 10)
-    optimizer = training.make_optimizer(config, steps_per_epoch=1, model=model)
+    optimizer = training.make_optimizer(settings, steps_per_epoch=1, model=model)
     before = {variable.path: np.array(variable.numpy()) for variable in model.trainable_variables}
     # Zero gradients: Adam's own step is 0, so only the decay moves anything.
     optimizer.apply(
@@ -260,13 +277,13 @@ def test_weight_decay_shrinks_kernels_and_leaves_biases_alone():
 
 
 def test_weight_decay_spares_a_frozen_localisation_net_and_needs_the_model():
-    config = training.resolve_run_config(
+    settings = resolve_settings(
         {"optimizer": "adam", "learning_rate": 0.1, "weight_decay": 0.5}
     )
     model = models.build_model(
         "st_cnn", (28, 28, 1), 10, localization_learning_rate_multiplier=0.0
     )
-    optimizer = training.make_optimizer(config, steps_per_epoch=1, model=model)
+    optimizer = training.make_optimizer(settings, steps_per_epoch=1, model=model)
     localization = [v for v in model.trainable_variables if v.path.startswith("transformer/")]
     before = [np.array(variable.numpy()) for variable in localization]
     conv_1 = next(v for v in model.trainable_variables if v.path == "conv_1/kernel")
@@ -280,23 +297,23 @@ def test_weight_decay_spares_a_frozen_localisation_net_and_needs_the_model():
     # The classifier still decays: w <- w - 0.1 * 0.5 * w.
     np.testing.assert_allclose(conv_1.numpy(), conv_1_before * 0.95, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="needs the model when `weight_decay` is set"):
-        training.make_optimizer(config, steps_per_epoch=1)
+        training.make_optimizer(settings, steps_per_epoch=1)
 
 
 def test_without_weight_decay_no_variable_decays():
-    optimizer = training.make_optimizer(training.resolve_run_config({}), steps_per_epoch=1)
+    optimizer = training.make_optimizer(resolve_settings({}), steps_per_epoch=1)
     assert optimizer.weight_decay is None
 
 
 def test_augmented_training_batches_are_new_every_epoch_and_resume_exactly():
     dataset = tiny_dataset(train=8)
-    config = tiny_config("unused", batch_size=8, epochs=2, augment=True)
-    stream = training.training_batches(config, dataset, first_epoch=0)
-    plain = training.training_batches(tiny_config("unused", batch_size=8, epochs=2), dataset, 0)
+    settings = tiny_settings("unused", batch_size=8, epochs=2, augment=True)
+    stream = training.training_batches(settings, dataset, first_epoch=0)
+    plain = training.training_batches(tiny_settings("unused", batch_size=8, epochs=2), dataset, 0)
     # Same order (same seed), other pixels.
     np.testing.assert_array_equal(stream[0][1], plain[0][1])
     assert not np.allclose(stream[0][0], plain[0][0])
-    resumed = training.training_batches(config, dataset, first_epoch=1)
+    resumed = training.training_batches(settings, dataset, first_epoch=1)
     np.testing.assert_array_equal(resumed[0][0], stream[1][0])
 
 
@@ -312,9 +329,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from stn_keras import training
-        from test_training import tiny_config
+        from test_training import tiny_settings
         from tiny_data import tiny_dataset
-        training.train(tiny_config({str(run_dir)!r}, epochs=1, strategy="mirrored"),
+        training.train(tiny_settings({str(run_dir)!r}, epochs=1, strategy="mirrored"),
                        tiny_dataset())
         """
     )
@@ -333,10 +350,10 @@ def test_data_parallel_over_two_host_devices_matches_one_device(tmp_path):
         import sys
         sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
         from stn_keras import training
-        from test_training import tiny_config
+        from test_training import tiny_settings
         from tiny_data import tiny_dataset
         for strategy in ("data_parallel", "default"):
-            training.train(tiny_config({str(tmp_path)!r} + "/" + strategy, epochs=2,
+            training.train(tiny_settings({str(tmp_path)!r} + "/" + strategy, epochs=2,
                                        strategy=strategy, tensorboard_images=3),
                            tiny_dataset(val=31))
         """
@@ -363,27 +380,25 @@ def test_strategy_of_another_backend_is_refused(tmp_path):
         keras.backend.backend()
     ]
     with pytest.raises(ValueError, match=f"Strategy '{other}' needs the .* backend"):
-        training.train(tiny_config(tmp_path / "run", strategy=other), tiny_dataset())
+        training.train(tiny_settings(tmp_path / "run", strategy=other), tiny_dataset())
     assert not (tmp_path / "run").exists()
 
 
 def test_batch_size_must_split_over_replicas(tmp_path, monkeypatch):
-    from stn_keras import runtime
-
     monkeypatch.setattr(
-        training.runtime,
+        runtime,
         "make_distribution",
         lambda name: runtime.Distribution(name, 3, __import__("contextlib").nullcontext),
     )
     with pytest.raises(ValueError, match="`batch_size` must be a multiple of the 3 replicas"):
-        training.train(tiny_config(tmp_path / "run"), tiny_dataset())
+        training.train(tiny_settings(tmp_path / "run"), tiny_dataset())
 
 
 def test_mixed_precision_and_jit_compile_train(tmp_path, dtype_policy):
     # torch's jit_compile is torch.compile: minutes on a CPU, not tested here.
     jit_compile = keras.backend.backend() != "torch"
     result = training.train(
-        tiny_config(
+        tiny_settings(
             tmp_path / "fast",
             epochs=1,
             mixed_precision="auto",
@@ -409,9 +424,9 @@ def test_mixed_precision_and_jit_compile_train(tmp_path, dtype_policy):
 
 
 def test_training_goes_on_without_tensorboard(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(training, "tensorboard_available", lambda: False)
+    monkeypatch.setattr(fit_callbacks, "tensorboard_available", lambda: False)
     with caplog.at_level("WARNING"):
-        result = training.train(tiny_config(tmp_path / "run", epochs=1), tiny_dataset())
+        result = training.train(tiny_settings(tmp_path / "run", epochs=1), tiny_dataset())
     warnings = [record for record in caplog.records if "No TensorBoard logs" in record.message]
     assert len(warnings) == 1 and "needs TensorFlow" in warnings[0].message
     assert not (result.run_dir / "logs").exists()
@@ -437,7 +452,7 @@ ONLINE = {"online_distortion": True, "distortion": "rts", "model": "cnn", "epoch
 def online_run(tmp_path_factory):
     """An uninterrupted 3-epoch run on freshly distorted tiny data."""
     run_dir = tmp_path_factory.mktemp("runs") / "online"
-    return training.train(tiny_config(run_dir, **ONLINE), tiny_distorted_dataset())
+    return training.train(tiny_settings(run_dir, **ONLINE), tiny_distorted_dataset())
 
 
 def test_online_distortion_trains_on_fresh_images_every_epoch(online_run):
@@ -445,9 +460,9 @@ def test_online_distortion_trains_on_fresh_images_every_epoch(online_run):
     assert saved["config"]["online_distortion"] is True
     assert len((online_run.run_dir / "history.csv").read_text().splitlines()) == 4
     dataset = tiny_distorted_dataset()
-    config = tiny_config(online_run.run_dir, **ONLINE)
-    epoch_0 = training.training_batches(config, dataset, first_epoch=0)
-    epoch_1 = training.training_batches(config, dataset, first_epoch=1)
+    settings = tiny_settings(online_run.run_dir, **ONLINE)
+    epoch_0 = training.training_batches(settings, dataset, first_epoch=0)
+    epoch_1 = training.training_batches(settings, dataset, first_epoch=1)
     assert epoch_0.steps_per_epoch == 2  # 32 images in batches of 16
     images_0, labels_0 = epoch_0[0]
     images_1, labels_1 = epoch_1[0]
@@ -460,7 +475,7 @@ def test_online_distortion_trains_on_fresh_images_every_epoch(online_run):
 
 def test_online_distortion_needs_a_distorted_dataset(tmp_path):
     with pytest.raises(ValueError, match="data set 'tiny' has none. Set `distortion`"):
-        training.train(tiny_config(tmp_path / "plain", **ONLINE), tiny_dataset())
+        training.train(tiny_settings(tmp_path / "plain", **ONLINE), tiny_dataset())
     assert not (tmp_path / "plain").exists()
 
 
@@ -468,12 +483,12 @@ def test_online_distortion_resumes_to_the_uninterrupted_result(tmp_path, online_
     run_dir = tmp_path / "interrupted"
     with pytest.raises(training.TrainingInterrupted):
         training.train(
-            tiny_config(run_dir, **ONLINE),
+            tiny_settings(run_dir, **ONLINE),
             tiny_distorted_dataset(),
             callbacks=[SendSignalMidEpoch(signal.SIGTERM, epoch=1, batch=0)],
         )
     assert backed_up_epoch(run_dir) == 1
-    training.train(tiny_config(run_dir, resume=True, **ONLINE), tiny_distorted_dataset())
+    training.train(tiny_settings(run_dir, resume=True, **ONLINE), tiny_distorted_dataset())
     assert (run_dir / "history.csv").read_text() == (
         online_run.run_dir / "history.csv"
     ).read_text()
@@ -483,7 +498,7 @@ def test_without_a_validation_split_the_run_keeps_the_best_training_accuracy(tmp
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         result = training.train(
-            tiny_config(tmp_path / "run", epochs=2, model="cnn", mixed_precision="off"),
+            tiny_settings(tmp_path / "run", epochs=2, model="cnn", mixed_precision="off"),
             tiny_dataset(val=0),
         )
         # The caller's policy comes back, whatever the run used.
@@ -514,7 +529,7 @@ class PoisonWeightsMidEpoch(keras.callbacks.Callback):
 def test_a_non_finite_loss_fails_the_run_without_recording_or_exporting_it(tmp_path):
     run_dir = tmp_path / "nan"
     with pytest.raises(training.TrainingFailed) as failure:
-        training.train(tiny_config(run_dir), tiny_dataset(), callbacks=[PoisonWeightsMidEpoch()])
+        training.train(tiny_settings(run_dir), tiny_dataset(), callbacks=[PoisonWeightsMidEpoch()])
     reason = "the training loss became nan in epoch 2"
     assert str(failure.value) == (
         f"Training failed: {reason}. The run in '{run_dir}' is recorded as failed in its "
@@ -528,7 +543,7 @@ def test_a_non_finite_loss_fails_the_run_without_recording_or_exporting_it(tmp_p
     assert backed_up_epoch(run_dir) == 1
     assert not RunDirectory(run_dir).is_finished()
     with pytest.raises(ValueError, match=re.escape(f"The run in '{run_dir}' failed ({reason})")):
-        training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+        training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
 
 
 def test_a_damaged_newest_backup_resumes_from_the_previous_one_to_the_same_result(
@@ -540,7 +555,7 @@ def test_a_damaged_newest_backup_resumes_from_the_previous_one_to_the_same_resul
     data[-4096:] = bytes(255 - byte for byte in data[-4096:])
     newest.write_bytes(bytes(data))
     with caplog.at_level("WARNING"):
-        training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+        training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
     assert f"Refusing a backup: '{newest}' is damaged" in caplog.text
     assert (run_dir / "history.csv").read_text() == (finished_run.run_dir / "history.csv").read_text()
     full = keras.saving.load_model(finished_run.run_dir / "model.keras")
@@ -595,6 +610,6 @@ def test_a_backup_that_disagrees_with_the_run_is_refused_naming_the_file(
     damage(run_dir)
     history = (run_dir / "history.csv").read_text()
     with pytest.raises(ValueError) as error:
-        training.train(tiny_config(run_dir, resume=True), tiny_dataset())
+        training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
     assert str(error.value).startswith(message.format(run=run_dir)), str(error.value)
     assert (run_dir / "history.csv").read_text() == history

@@ -3,8 +3,8 @@ directory its evaluation goes to."""
 
 from pathlib import Path
 
-from stn_keras import config as run_config
 from stn_keras.run_dir import RunDirectory
+from stn_keras.settings import data_settings
 
 
 def _run_dir(model_path):
@@ -21,7 +21,7 @@ def data_config_for(model_path, overrides=None):
     """
     run_dir = _run_dir(model_path)
     saved = run_dir.read_config() if run_dir.config_path.is_file() else {}
-    config = run_config.data_settings(saved)
+    config = data_settings(saved)
     config.update(overrides or {})
     if config["distortion"] == "none":
         config["distortion"] = None

@@ -47,6 +47,7 @@ from stn_keras.export.names import TRANSFORMS_SIGNATURE
 _LAZY_NAMES = {
     "decode_image": "image_decoding",
     "decode_netpbm": "image_decoding",
+    "export_best_model": "run_export",
     "export_run": "run_export",
     "saved_model_export_available": "run_export",
     "RESIZE_METHODS": "signatures",

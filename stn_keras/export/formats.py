@@ -269,15 +269,15 @@ def calibration_images(model_dir, data_dir=None, count=DEFAULT_CALIBRATION_IMAGE
     Raises:
         ValueError: the data set cannot be loaded (its message says why).
     """
-    from stn_keras import config as run_config
     from stn_keras.data import as_float_images
     from stn_keras.run_dir import RunDirectory
+    from stn_keras.settings import load_data
 
     count = check_int("num_calibration_images", count, 1)
     settings = RunDirectory(model_dir).read_config()
     if data_dir is not None:
         settings = {**settings, "data_dir": str(data_dir)}
-    dataset = run_config.load_data(settings)
+    dataset = load_data(settings)
     images, _ = dataset.split("train")
     chosen = np.random.default_rng(0).choice(len(images), min(count, len(images)), replace=False)
     logger.info(

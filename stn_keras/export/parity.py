@@ -106,17 +106,18 @@ def measure(model_dir, output_dir, data_dir=None, split=None, exports=EXPORTS):
         ``model.keras`` first (difference 0 by definition), then
         ``saved_model/`` when the folder has one, then ``exports``.
     """
-    from stn_keras import config as run_config
     from stn_keras.data import as_float_images
     from stn_keras.run_dir import RunDirectory
+    from stn_keras.settings import data_settings
+    from stn_keras.settings import load_data
 
     model_dir = Path(model_dir)
     run_dir = RunDirectory(model_dir)
-    settings = run_config.data_settings(run_dir.read_config())
+    settings = data_settings(run_dir.read_config())
     if data_dir is not None:
         settings["data_dir"] = str(data_dir)
     split = split or evaluation_split(model_dir)
-    images, labels = run_config.load_data(settings).split(split)
+    images, labels = load_data(settings).split(split)
     images = as_float_images(images)
     logger.info("Measuring on the %s split (%d images)", split, len(images))
     reference = predict_batched(load_predictor(run_dir.model_path), images)

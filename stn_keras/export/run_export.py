@@ -78,6 +78,26 @@ def export_run(run_dir, **options):
     return export_dir, signatures
 
 
+def export_best_model(run_dir):
+    """Writes ``RUN_DIR/saved_model`` from the run's best ``model.keras`` when this process can.
+
+    The step after training (``train.py`` runs it unless given
+    ``--no-export``). Where this process cannot write a SavedModel (another
+    backend, no TensorFlow), it logs how to export the run later instead.
+
+    Args:
+        run_dir: a finished training run's directory.
+
+    Returns:
+        Whether ``saved_model/`` was written.
+    """
+    available, reason = saved_model_export_available()
+    if not available:
+        logger.info("No saved_model/ written: %s (RUN_DIR: %s)", reason, run_dir)
+        return False
+    export_run(run_dir)
+    return True
+
 def run_files(run_dir):
     """A run directory's ``model.keras`` path and class names.
 

@@ -1,24 +1,31 @@
-"""The settings of a training run: schema, resolution and validation.
+"""The settings of a training run: the options table and `RunSettings`.
 
-A run is described by one flat dictionary of settings. :data:`OPTIONS` is
-its schema (default, help, how to check a value, the command-line choices);
-:func:`resolve_config` merges :data:`DEFAULTS` < a ``--config`` YAML/JSON
-file < explicit settings and validates the result once. ``train.py`` builds
-its flags from the same schema.
+A run is described by one :class:`RunSettings`, a frozen dataclass whose
+fields are the settings; :data:`OPTIONS` is its table (default, help, how to
+check a value, the command-line choices), from which ``train.py`` builds its
+flags. :func:`resolve_settings` merges :data:`DEFAULTS` < a ``--config``
+YAML/JSON file < explicit settings, or reads a resumed run's saved ones,
+into the one ``RunSettings`` that every later step only reads.
 """
 
 import dataclasses
 import functools
 import json
+import logging
 import sys
+import types
+from collections.abc import Mapping
 from pathlib import Path
 
 from stn_keras import models
+from stn_keras.run_dir import RunDirectory
 from stn_keras.validation import check_bool
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 from stn_keras.validation import check_number
 from stn_keras.validation import with_current_names
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 LR_SCHEDULES = ("constant", "step", "cosine")
@@ -64,7 +71,7 @@ def _optional(check):
 
 
 def _mapping(name, value):
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise ValueError(f"`{name}` must be a mapping. Received: {name}={value!r}")
     return dict(value)
 
@@ -182,141 +189,200 @@ class Option:
     boolean_flag: bool = False
 
 
-OPTIONS = {
-    "dataset": Option("digits", "data set name (stn_keras.data.DATASETS)", _text),
-    "distortion": Option(
+def _plain(value):
+    """``value`` with a read-only mapping view as the dict ``config.json`` holds."""
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _setting(default, help, check, **flag_options):
+    """A field of :class:`RunSettings` whose metadata is its :class:`Option`."""
+    option = Option(default, help, check, **flag_options)
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=dict, metadata={"option": option})
+    return dataclasses.field(default=default, metadata={"option": option})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """The settings of a training run, checked, read-only.
+
+    Each field is one setting; its ``metadata["option"]`` (:data:`OPTIONS`)
+    holds its help text and check. Making one checks every value, and the
+    combinations, once: a ``RunSettings`` is valid for as long as it lives.
+    Mappings are read-only views; :meth:`as_dict` gives plain values, as
+    ``config.json`` records them.
+
+    Raises:
+        ValueError: naming the first invalid setting, or a combination of
+            settings that cannot work together.
+    """
+
+    dataset: str = _setting("digits", "data set name (stn_keras.data.DATASETS)", _text)
+    distortion: str | None = _setting(
         None,
         "distortion of the images (stn_keras.data.DISTORTIONS); unset or "
         "'none': undistorted",
         _distortion,
-    ),
-    "online_distortion": Option(
+    )
+    online_distortion: bool = _setting(
         False,
         "distort the training images afresh every epoch (as the paper "
         "trained) instead of training on one fixed distortion; needs a "
         "distortion",
         check_bool,
-    ),
-    "augment": Option(
+    )
+    augment: bool = _setting(
         False,
         "re-pose and re-light every training batch afresh (random rotation, "
         "scale, shift, contrast and brightness; stn_keras.data.augment), "
         "for natural images such as traffic signs",
         check_bool,
-    ),
-    "augmentation_options": Option(
+    )
+    augmentation_options: Mapping = _setting(
         {},
         "options of the augmentation (stn_keras.data.AUGMENTATION_DEFAULTS), "
         "e.g. rotation_range=[-15,15]; needs augment",
         _augmentation_options,
-    ),
-    "model": Option(
+    )
+    model: str = _setting(
         "st_cnn",
         "model name (see docs/TRAINING.md)",
         _chooser(tuple(models.MODELS), "model"),
         choices=tuple(models.MODELS),
-    ),
-    "transform": Option(None, "transformer's transform; unset means affine", _optional(_text)),
-    "localization_convolution": Option(
+    )
+    transform: str | None = _setting(None, "transformer's transform; unset means affine", _optional(_text))
+    localization_convolution: str | None = _setting(
         None, "localisation net convolutions; unset means conv", _optional(_text)
-    ),
-    "localization_activation": Option(
+    )
+    localization_activation: str | None = _setting(
         None, "localisation net activation; unset means relu", _optional(_text)
-    ),
-    "model_options": Option({}, "extra keyword arguments of the model builder", _mapping),
-    "data_options": Option({}, "extra keyword arguments of load_dataset", _mapping),
-    "epochs": Option(10, "number of epochs", _at_least(1)),
-    "batch_size": Option(
+    )
+    model_options: Mapping = _setting({}, "extra keyword arguments of the model builder", _mapping)
+    data_options: Mapping = _setting({}, "extra keyword arguments of load_dataset", _mapping)
+    epochs: int = _setting(10, "number of epochs", _at_least(1))
+    batch_size: int = _setting(
         32, "images per training step (global, over all devices)", _at_least(1)
-    ),
-    "optimizer": Option(
+    )
+    optimizer: str = _setting(
         "adam", "optimizer", _chooser(OPTIMIZERS, "optimizer"), choices=OPTIMIZERS
-    ),
-    "learning_rate": Option(0.001, "base learning rate", _positive_number),
-    "momentum": Option(0.0, "momentum of sgd and rmsprop", _fraction_below_one),
-    "weight_decay": Option(
+    )
+    learning_rate: float = _setting(0.001, "base learning rate", _positive_number)
+    momentum: float = _setting(0.0, "momentum of sgd and rmsprop", _fraction_below_one)
+    weight_decay: float = _setting(
         0.0,
         "decoupled weight decay of every optimizer (AdamW-style), applied to "
         "kernels only: biases, among them the transformer's identity bias, "
         "are left alone",
         _non_negative_number,
-    ),
-    "lr_schedule": Option(
+    )
+    lr_schedule: str = _setting(
         "constant",
         "constant, step (the paper's: multiply by lr_decay_factor every "
         "lr_decay_steps iterations) or cosine (to 0 over the run)",
         _chooser(LR_SCHEDULES, "learning-rate schedule"),
         choices=LR_SCHEDULES,
-    ),
-    "lr_decay_steps": Option(50000, "iterations between step decays", _at_least(1)),
-    "lr_decay_factor": Option(0.1, "multiplier of each step decay", _positive_number),
-    "early_stopping_patience": Option(
+    )
+    lr_decay_steps: int = _setting(50000, "iterations between step decays", _at_least(1))
+    lr_decay_factor: float = _setting(0.1, "multiplier of each step decay", _positive_number)
+    early_stopping_patience: int = _setting(
         0,
         "stop after this many epochs without better validation accuracy "
         "(0: never)",
         _at_least(0),
-    ),
-    "seed": Option(0, "seed of the data split, initialisation and shuffling", _at_least(0)),
-    "data_dir": Option(
+    )
+    seed: int = _setting(0, "seed of the data split, initialisation and shuffling", _at_least(0))
+    data_dir: str | None = _setting(
         None,
         "data directory; unset: STN_DATA_DIR or the data layer's default",
         _optional(_text),
-    ),
-    "download": Option(
+    )
+    download: bool = _setting(
         False,
         "download a missing data set into --data-dir (without it, only the "
         "default data directory is downloaded into)",
         check_bool,
-    ),
-    "output_dir": Option("runs/run", "run directory", _text),
-    "val_size": Option(
+    )
+    output_dir: str = _setting("runs/run", "run directory", _text)
+    val_size: int | float | None = _setting(
         None,
         "validation images held out of training, a count or a fraction; "
         "unset: the data layer's default",
         _optional(_val_size),
         flag_type=count_or_fraction,
-    ),
-    "image_size": Option(
+    )
+    image_size: int | None = _setting(
         None,
         "resize images to this size; unset: the data set's own size",
         _optional(_at_least(1)),
         flag_type=int,
-    ),
-    "mixed_precision": Option(
+    )
+    mixed_precision: str = _setting(
         "off",
         "compute policy: off (float32), auto (float16 on a GPU, bfloat16 on "
         "a CPU), bfloat16 or float16; the transformer's grid and sampling "
         "stay float32",
         _mixed_precision,
         choices=MIXED_PRECISION,
-    ),
-    "jit_compile": Option(
+    )
+    jit_compile: str | bool = _setting(
         "auto",
         "compile the train step: auto (Keras' choice: XLA on JAX, and on "
         "TensorFlow when the model allows; torch runs eagerly), or "
         "--jit-compile / --no-jit-compile to force it on or off",
         _jit_compile,
         boolean_flag=True,
-    ),
-    "strategy": Option(
+    )
+    strategy: str = _setting(
         "default",
         "default (one device); mirrored (TensorFlow: all local GPUs, or all "
         "logical CPUs when there is none); data_parallel (JAX: all local "
         "devices, through keras.distribution.DataParallel)",
         _chooser(STRATEGIES, "strategy"),
         choices=STRATEGIES,
-    ),
-    "tensorboard_images": Option(
+    )
+    tensorboard_images: int = _setting(
         8, "validation images shown in TensorBoard", _at_least(0)
-    ),
-    "resume": Option(False, "continue the interrupted run in output_dir", check_bool),
-    "verbose": Option(
+    )
+    resume: bool = _setting(False, "continue the interrupted run in output_dir", check_bool)
+    verbose: str | int = _setting(
         "auto",
         "Keras progress output: 0 silent, 1 bar, 2 one line/epoch; auto: the "
         "bar on a terminal, one line per epoch when stdout is a file or pipe",
         _verbose,
         flag_type=_verbose_flag,
-    ),
+    )
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = field.metadata["option"].check(field.name, getattr(self, field.name))
+            if isinstance(value, dict):
+                value = types.MappingProxyType(value)
+            # Frozen: the checked value goes in the way dataclasses' own
+            # __init__ sets fields.
+            object.__setattr__(self, field.name, value)
+        _check_combinations(self)
+
+    def as_dict(self):
+        """Every setting by name, mappings as plain dicts (``config.json``'s ``config``)."""
+        return {
+            field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_saved(cls, saved):
+        """The settings an earlier run saved, with settings added since.
+
+        ``config.json`` records every setting, so only settings added after
+        the run started are missing; their defaults reproduce what the run
+        did. Old names of settings (:data:`RENAMED_SETTINGS`) are read too.
+        """
+        saved = with_current_names(saved, RENAMED_SETTINGS, "the saved configuration")
+        _check_known(saved, "the saved configuration")
+        return cls(**saved)
+
+
+OPTIONS = {
+    field.name: field.metadata["option"] for field in dataclasses.fields(RunSettings)
 }
 DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
 # Old names of settings (old name -> new): config files and the config.json
@@ -382,85 +448,103 @@ def _check_known(values, source):
         )
 
 
-def check_config(config):
-    """Returns ``config`` with every value checked and normalised.
-
-    Raises:
-        ValueError: naming the first invalid setting, or a combination of
-            settings that cannot work together.
-    """
-    _check_known(config, "the configuration")
-    checked = {name: OPTIONS[name].check(name, config[name]) for name in OPTIONS}
-    if checked["online_distortion"] and checked["distortion"] is None:
+def _check_combinations(settings):
+    if settings.online_distortion and settings.distortion is None:
         raise ValueError(
             "`online_distortion` needs a distortion to draw afresh every "
             "epoch: set `distortion` (e.g. rts) or turn online_distortion "
             "off. Received: online_distortion=True, distortion=None"
         )
-    if checked["augmentation_options"] and not checked["augment"]:
+    if settings.augmentation_options and not settings.augment:
         raise ValueError(
             "`augmentation_options` are only used with `augment`: set "
             "augment (--augment) or drop the options. Received: "
-            f"augmentation_options={checked['augmentation_options']!r}, augment=False"
+            f"augmentation_options={dict(settings.augmentation_options)!r}, augment=False"
         )
     models.check_transformer_options(
-        checked["model"],
-        checked["transform"],
-        checked["localization_convolution"],
-        checked["localization_activation"],
+        settings.model,
+        settings.transform,
+        settings.localization_convolution,
+        settings.localization_activation,
     )
-    return checked
 
 
-def resolve_config(settings=None, config_path=None):
-    """Merges :data:`DEFAULTS` < the config file < ``settings``, validated.
+def resolve_settings(overrides=None, config_path=None):
+    """The settings of a run: :data:`DEFAULTS` < the config file < ``overrides``.
+
+    With ``resume``, the settings are those the run in ``output_dir`` was
+    started with (its ``config.json``); other explicit settings are ignored,
+    said in a warning, except ``verbose``.
 
     Args:
-        settings: settings given explicitly (the command line's flags).
+        overrides: settings given explicitly (the command line's flags).
         config_path: optional YAML or JSON file of settings.
 
     Returns:
-        The full, validated configuration dictionary.
+        A :class:`RunSettings`.
+
+    Raises:
+        ValueError: an unknown or invalid setting or config file, or, with
+            ``resume``, a run directory without a readable ``config.json``.
     """
-    config = dict(DEFAULTS)
+    values = dict(DEFAULTS)
     if config_path is not None:
-        values = read_config_file(config_path)
-        _check_known(values, f"config file '{config_path}'")
-        config.update(values)
-    settings = with_current_names(settings or {}, RENAMED_SETTINGS, "the arguments")
-    _check_known(settings, "arguments")
-    config.update(settings)
-    return check_config(config)
+        from_file = read_config_file(config_path)
+        _check_known(from_file, f"config file '{config_path}'")
+        values.update(from_file)
+    overrides = with_current_names(overrides or {}, RENAMED_SETTINGS, "the arguments")
+    _check_known(overrides, "arguments")
+    values.update(overrides)
+    settings = RunSettings(**values)
+    if not settings.resume:
+        return settings
+    saved = RunDirectory(settings.output_dir).read_config()
+    resumed = RunSettings.from_saved(
+        {
+            **saved,
+            "output_dir": settings.output_dir,
+            "resume": True,
+            "verbose": settings.verbose,
+        }
+    )
+    ignored = sorted(
+        name for name in overrides if getattr(settings, name) != getattr(resumed, name)
+    )
+    if config_path is not None:
+        ignored.append(f"--config {config_path}")
+    if ignored:
+        logger.warning("Resuming with the run's saved settings; ignoring %s.", ignored)
+    return resumed
 
 
-def complete_saved_config(saved):
-    """A configuration saved by an earlier run, with settings added since.
+def data_settings(values):
+    """The data-identifying settings (:data:`DATA_SETTINGS`) of ``values``.
 
-    ``config.json`` records every setting, so only settings added after the
-    run started are missing; their defaults reproduce what the run did.
+    ``values`` is a :class:`RunSettings` or a mapping of settings, such as
+    the ``config`` of a run's ``config.json``; a missing one takes its
+    default.
     """
-    saved = with_current_names(saved, RENAMED_SETTINGS, "the saved configuration")
-    return check_config({**DEFAULTS, **saved})
+    values = _as_mapping(values)
+    return {name: _plain(values.get(name, DEFAULTS[name])) for name in DATA_SETTINGS}
 
 
-def data_settings(config):
-    """The data-identifying settings of ``config`` (see :data:`DATA_SETTINGS`)."""
-    return {name: config.get(name, DEFAULTS[name]) for name in DATA_SETTINGS}
+def load_data(values):
+    """Loads the data set that the data settings of ``values`` describe.
 
-
-def load_data(config):
-    """Loads the data set that the data settings of ``config`` describe."""
+    ``values`` is a :class:`RunSettings` or a mapping of settings.
+    """
     from stn_keras.data import load_dataset
 
-    return load_dataset(**dataset_arguments(config))
+    return load_dataset(**dataset_arguments(values))
 
 
-def dataset_arguments(config):
-    """Keyword arguments of ``stn_keras.data.load_dataset`` for ``config``."""
-    settings = data_settings(config)
+def dataset_arguments(values):
+    """Keyword arguments of ``stn_keras.data.load_dataset`` for ``values``."""
+    values = _as_mapping(values)
+    settings = data_settings(values)
     # Only an explicit request is passed on: the data sets that cannot
     # download (digits) then refuse it instead of ignoring it.
-    download = {"download": True} if config.get("download") else {}
+    download = {"download": True} if values.get("download") else {}
     return {
         "name": settings["dataset"],
         "distortion": settings["distortion"],
@@ -471,3 +555,7 @@ def dataset_arguments(config):
         **download,
         **settings["data_options"],
     }
+
+
+def _as_mapping(values):
+    return values.as_dict() if isinstance(values, RunSettings) else values

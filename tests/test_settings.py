@@ -1,11 +1,20 @@
-"""Run settings: schema, precedence, validation, saved configs, data settings."""
+"""Run settings: the options table, precedence, validation, the frozen RunSettings,
+saved configs, data settings."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from stn_keras import config
+from stn_keras.settings import DEFAULTS
+from stn_keras.settings import OPTIONS
+from stn_keras.settings import RunSettings
+from stn_keras.settings import count_or_fraction
+from stn_keras.settings import data_settings
+from stn_keras.settings import dataset_arguments
+from stn_keras.settings import resolve_settings
+from stn_keras.settings import resolve_verbose
 
 
 def test_resolve_config_precedence(tmp_path):
@@ -13,21 +22,21 @@ def test_resolve_config_precedence(tmp_path):
     path.write_text(
         "model: cnn\nbatch-size: 32\nepochs: 7\ndistortion: rts\nonline-distortion: true\n"
     )
-    resolved = config.resolve_config({"epochs": 2}, path)
-    assert resolved["online_distortion"] is True  # from the file, hyphenated key
-    assert resolved["model"] == "cnn"  # from the file
-    assert resolved["batch_size"] == 32  # file, hyphenated key
-    assert resolved["epochs"] == 2  # the command line wins
-    assert resolved["optimizer"] == config.DEFAULTS["optimizer"]  # default
+    resolved = resolve_settings({"epochs": 2}, path)
+    assert resolved.online_distortion is True  # from the file, hyphenated key
+    assert resolved.model == "cnn"  # from the file
+    assert resolved.batch_size == 32  # file, hyphenated key
+    assert resolved.epochs == 2  # the command line wins
+    assert resolved.optimizer == DEFAULTS["optimizer"]  # default
     json_path = tmp_path / "experiment.json"
     json_path.write_text(json.dumps({"distortion": "none", "lr_schedule": "cosine"}))
-    resolved = config.resolve_config({}, json_path)
-    assert resolved["distortion"] is None and resolved["lr_schedule"] == "cosine"
+    resolved = resolve_settings({}, json_path)
+    assert resolved.distortion is None and resolved.lr_schedule == "cosine"
 
 
 def test_every_option_has_a_valid_default_and_help():
-    assert config.resolve_config({}) == config.DEFAULTS
-    for name, option in config.OPTIONS.items():
+    assert resolve_settings({}).as_dict() == DEFAULTS == RunSettings().as_dict()
+    for name, option in OPTIONS.items():
         assert option.help, name
 
 
@@ -80,13 +89,13 @@ def test_every_option_has_a_valid_default_and_help():
 )
 def test_bad_settings(overrides, message):
     with pytest.raises(ValueError) as error:
-        config.resolve_config(overrides)
+        resolve_settings(overrides)
     assert message in str(error.value)
 
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(ValueError, match="Config file not found"):
-        config.resolve_config({}, tmp_path / "missing.yaml")
+        resolve_settings({}, tmp_path / "missing.yaml")
 
 
 @pytest.mark.parametrize(
@@ -103,23 +112,23 @@ def test_bad_config_files(tmp_path, name, text, message):
     path = tmp_path / name
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
-        config.resolve_config({}, path)
+        resolve_settings({}, path)
 
 
 def test_mixed_precision_true_false_of_older_files_are_policies():
-    assert config.resolve_config({"mixed_precision": True})["mixed_precision"] == "auto"
-    assert config.resolve_config({"mixed_precision": False})["mixed_precision"] == "off"
+    assert resolve_settings({"mixed_precision": True}).mixed_precision == "auto"
+    assert resolve_settings({"mixed_precision": False}).mixed_precision == "off"
 
 
 def test_saved_config_of_an_older_run_gets_new_settings_defaults():
     older = {
         key: value
-        for key, value in config.DEFAULTS.items()
+        for key, value in DEFAULTS.items()
         if key not in ("online_distortion", "download")
     }
-    saved = config.complete_saved_config({**older, "epochs": 3, "mixed_precision": False})
-    assert saved["online_distortion"] is False and saved["download"] is False
-    assert saved["epochs"] == 3 and saved["mixed_precision"] == "off"
+    saved = RunSettings.from_saved({**older, "epochs": 3, "mixed_precision": False})
+    assert saved.online_distortion is False and saved.download is False
+    assert saved.epochs == 3 and saved.mixed_precision == "off"
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -128,40 +137,39 @@ def test_config_files_with_the_old_localisation_keys_still_load(tmp_path, suffix
     values = {"model": "st_cnn", "loc_conv": "coordconv", "loc-activation": "leaky_relu"}
     path.write_text(json.dumps(values))  # JSON is YAML too
     with pytest.warns(DeprecationWarning, match="`loc_conv` in config file"):
-        resolved = config.resolve_config({}, path)
-    assert resolved["localization_convolution"] == "coordconv"
-    assert resolved["localization_activation"] == "leaky_relu"
-    assert "loc_conv" not in resolved and "loc_activation" not in resolved
+        resolved = resolve_settings({}, path)
+    assert resolved.localization_convolution == "coordconv"
+    assert resolved.localization_activation == "leaky_relu"
+    assert "loc_conv" not in resolved.as_dict() and "loc_activation" not in resolved.as_dict()
 
 
 def test_saved_configs_with_the_old_localisation_keys_still_load():
-    saved = dict(config.DEFAULTS)
+    saved = dict(DEFAULTS)
     saved["loc_conv"] = saved.pop("localization_convolution")
     saved["loc_activation"] = saved.pop("localization_activation")
     saved["loc_conv"] = "coordconv"
     with pytest.warns(DeprecationWarning, match="saved configuration"):
-        completed = config.complete_saved_config(saved)
-    assert completed == config.check_config(
-        {**config.DEFAULTS, "localization_convolution": "coordconv"}
-    )
+        completed = RunSettings.from_saved(saved)
+    assert completed == RunSettings(localization_convolution="coordconv")
 
 
 def test_shipped_run_configs_still_load():
     for path in sorted(Path("saved_models").glob("*/config.json")):
         saved = json.loads(path.read_text())["config"]
         with pytest.warns(DeprecationWarning):
-            completed = config.complete_saved_config(saved)
-        assert completed["localization_convolution"] == saved["loc_conv"], path
+            completed = RunSettings.from_saved(saved)
+        assert completed.localization_convolution == saved["loc_conv"], path
+        assert completed.epochs == saved["epochs"] and completed.model == saved["model"], path
 
 
 def test_old_and_new_setting_names_together_are_an_error():
     with pytest.raises(ValueError, match="give only `localization_convolution`"):
-        config.resolve_config({"loc_conv": "conv", "localization_convolution": "conv"})
+        resolve_settings({"loc_conv": "conv", "localization_convolution": "conv"})
 
 
 def test_dataset_arguments_pass_download_only_when_asked():
-    arguments = config.dataset_arguments(
-        config.resolve_config({"dataset": "mnist", "data_options": {"source": "idx"}})
+    arguments = dataset_arguments(
+        resolve_settings({"dataset": "mnist", "data_options": {"source": "idx"}})
     )
     assert arguments == {
         "name": "mnist",
@@ -172,31 +180,31 @@ def test_dataset_arguments_pass_download_only_when_asked():
         "image_size": None,
         "source": "idx",
     }
-    asked = config.dataset_arguments(config.resolve_config({"download": True}))
+    asked = dataset_arguments(resolve_settings({"download": True}))
     assert asked["download"] is True
 
 
 @pytest.mark.parametrize("text, value", [("500", 500), ("0.1", 0.1), (" 7 ", 7)])
 def test_count_or_fraction(text, value):
-    assert config.count_or_fraction(text) == value
+    assert count_or_fraction(text) == value
 
 
 def test_count_or_fraction_refuses_words():
     with pytest.raises(ValueError, match="expected an image count"):
-        config.count_or_fraction("ten")
+        count_or_fraction("ten")
 
 
 def test_augmentation_options_are_kept_as_given():
-    resolved = config.resolve_config(
+    resolved = resolve_settings(
         {"augment": True, "augmentation_options": {"rotation_range": [-5, 5]}}
     )
     # config.json records what was asked; the defaults fill in at batching.
-    assert resolved["augmentation_options"] == {"rotation_range": [-5, 5]}
+    assert resolved.augmentation_options == {"rotation_range": [-5, 5]}
     # A pair given as a tuple is saved as config.json will read it back.
-    from_python = config.resolve_config(
+    from_python = resolve_settings(
         {"augment": True, "augmentation_options": {"scale_range": (0.8, 1.2)}}
     )
-    assert from_python["augmentation_options"] == {"scale_range": [0.8, 1.2]}
+    assert from_python.augmentation_options == {"scale_range": [0.8, 1.2]}
 
 
 class _Stream:
@@ -213,5 +221,93 @@ class _Stream:
 )
 def test_auto_verbose_draws_the_bar_on_terminals_only(verbose, terminal, expected):
     # A log file gets one line per epoch, not a carriage-return frame per step.
-    assert config.resolve_verbose(verbose, _Stream(terminal)) == expected
-    assert config.resolve_config({"verbose": verbose})["verbose"] == verbose
+    assert resolve_verbose(verbose, _Stream(terminal)) == expected
+    assert resolve_settings({"verbose": verbose}).verbose == verbose
+
+
+def test_run_settings_are_frozen():
+    settings = resolve_settings({"model_options": {"filters": [4, 4, 4]}})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 3
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        settings.model_options["dropout"] = 0.5
+    # as_dict gives copies: changing them leaves the settings alone.
+    values = settings.as_dict()
+    values["model_options"]["dropout"] = 0.5
+    assert settings.model_options == {"filters": [4, 4, 4]}
+    assert type(values["model_options"]) is dict
+
+
+def test_run_settings_check_their_values_when_made():
+    # Made directly, dataclasses.replace included: checked as resolve_settings checks.
+    with pytest.raises(ValueError, match="`epochs` must be an int >= 1. Received: epochs=0"):
+        RunSettings(epochs=0)
+    with pytest.raises(ValueError, match="`online_distortion` needs a distortion"):
+        dataclasses.replace(RunSettings(), online_distortion=True)
+    assert RunSettings(distortion="none").distortion is None  # normalised
+    with pytest.raises(TypeError, match="positional"):
+        RunSettings("digits")
+
+
+def test_saved_settings_with_an_unknown_key_are_refused():
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['epochz'\] in the saved configuration"):
+        RunSettings.from_saved({"epochz": 3})
+
+
+def test_run_settings_round_trip_through_config_json():
+    settings = resolve_settings(
+        {"augment": True, "augmentation_options": {"scale_range": (0.8, 1.2)}, "epochs": 3}
+    )
+    saved = json.loads(json.dumps(settings.as_dict()))
+    assert RunSettings.from_saved(saved) == settings
+
+
+def _started_run(run_dir, **settings):
+    """A run directory that an interrupted run with ``settings`` left."""
+    (run_dir / "backup").mkdir(parents=True)
+    saved = resolve_settings({"output_dir": str(run_dir), **settings})
+    (run_dir / "config.json").write_text(json.dumps({"config": saved.as_dict()}))
+    (run_dir / "backup" / "state.json").write_text('{"epoch": 1}')
+
+
+def test_resume_is_resolved_once_from_the_saved_settings(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    _started_run(run_dir, epochs=3, verbose=0)
+    with caplog.at_level("WARNING"):
+        resumed = resolve_settings(
+            {"output_dir": str(run_dir), "resume": True, "epochs": 9, "seed": 0, "verbose": 2}
+        )
+    assert isinstance(resumed, RunSettings)
+    assert resumed.epochs == 3 and resumed.resume is True
+    assert resumed.verbose == 2  # the one setting a resume may change
+    assert "ignoring ['epochs']" in caplog.text  # seed=0 is what the run used
+
+
+def test_resume_names_a_config_file_it_ignores(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    _started_run(run_dir, epochs=3)
+    path = tmp_path / "other.yaml"
+    path.write_text("epochs: 5\n")
+    with caplog.at_level("WARNING"):
+        resumed = resolve_settings({"output_dir": str(run_dir), "resume": True}, path)
+    assert resumed.epochs == 3
+    assert f"--config {path}" in caplog.text
+
+
+def test_resume_without_a_run_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="config.json' does not exist: no run was started"):
+        resolve_settings({"output_dir": str(tmp_path / "never"), "resume": True})
+
+
+def test_data_settings_of_settings_and_of_a_partial_saved_config():
+    settings = resolve_settings({"dataset": "mnist", "data_options": {"source": "idx"}})
+    assert data_settings(settings) == data_settings(settings.as_dict())
+    assert data_settings({"dataset": "mnist"}) == {
+        "dataset": "mnist",
+        "distortion": None,
+        "data_dir": None,
+        "seed": 0,
+        "val_size": None,
+        "image_size": None,
+        "data_options": {},
+    }
