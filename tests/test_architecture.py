@@ -45,6 +45,7 @@ ALLOWED = {
     "serving": {"export", "validation", "extras"},
     "pretrained": {"evaluation", "export"},
     "demo": {"settings", "training", "evaluation", "export"},
+    "campaign": {"data", "files", "run_dir"},
 }
 
 
