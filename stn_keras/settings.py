@@ -521,11 +521,14 @@ def data_settings(values):
     """The data-identifying settings (:data:`DATA_SETTINGS`) of ``values``.
 
     ``values`` is a :class:`RunSettings` or a mapping of settings, such as
-    the ``config`` of a run's ``config.json``; a missing one takes its
-    default.
+    the ``config`` of a run's ``config.json``, or evaluation flags; a
+    missing one takes its default, and each is checked as a run's would be.
     """
     values = _as_mapping(values)
-    return {name: _plain(values.get(name, DEFAULTS[name])) for name in DATA_SETTINGS}
+    return {
+        name: _plain(OPTIONS[name].check(name, values.get(name, DEFAULTS[name])))
+        for name in DATA_SETTINGS
+    }
 
 
 def load_data(values):

@@ -117,6 +117,20 @@ def test_data_settings_come_from_the_run_beside_the_model_then_the_overrides(tmp
     assert (alone["dataset"], alone["distortion"], alone["seed"]) == ("digits", None, 0)
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"seed": -1}, "`seed` must be an int >= 0. Received: seed=-1"),
+        ({"distortion": "swirl"}, "Received: distortion='swirl'"),
+        ({"image_size": 0}, "`image_size` must be an int >= 1. Received: image_size=0"),
+        ({"val_size": 1.5}, "Received: val_size=1.5"),
+    ],
+)
+def test_evaluation_data_settings_are_checked_as_a_runs_are(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        evaluation.data_config_for(tmp_path / "model.keras", overrides)
+
+
 def test_transformer_samples_of_a_model_that_cannot_show_them_are_skipped_with_a_reason(
     tmp_path, caplog
 ):

@@ -16,16 +16,13 @@ def data_config_for(model_path, overrides=None):
     """Data settings for evaluating ``model_path``.
 
     Defaults < the settings in the ``config.json`` of the run the model
-    comes from (when there is one beside it) < ``overrides``. A distortion
-    of ``"none"`` means no distortion.
+    comes from (when there is one beside it) < ``overrides``, each checked
+    as a training run's setting is. A distortion of ``"none"`` means no
+    distortion.
     """
     run_dir = _run_dir(model_path)
     saved = run_dir.read_config() if run_dir.config_path.is_file() else {}
-    config = data_settings(saved)
-    config.update(overrides or {})
-    if config["distortion"] == "none":
-        config["distortion"] = None
-    return config
+    return data_settings({**saved, **(overrides or {})})
 
 
 def default_output_dir(model_path):
