@@ -18,6 +18,7 @@ from stn_keras import models
 from stn_keras import runtime
 from stn_keras import training
 from stn_keras.export import export_best_model
+from stn_keras.losses import SmoothedSparseCategoricalCrossentropy
 from stn_keras.run_dir import RunDirectory
 from stn_keras.settings import resolve_settings
 from stn_keras.training import fit_callbacks
@@ -369,6 +370,19 @@ def test_weight_decay_spares_a_frozen_localisation_net_and_needs_the_model():
 def test_without_weight_decay_no_variable_decays():
     optimizer = training.make_optimizer(resolve_settings({}), steps_per_epoch=1)
     assert optimizer.weight_decay is None
+
+
+def test_label_smoothing_compiles_the_smoothed_loss_and_its_model_reloads(tmp_path, finished_run):
+    result = training.train(
+        tiny_settings(tmp_path / "smoothed", epochs=1, label_smoothing=0.2), tiny_dataset()
+    )
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    assert isinstance(model.loss, SmoothedSparseCategoricalCrossentropy)
+    assert model.loss.label_smoothing == 0.2
+    # Unsmoothed runs compile the same string as before label smoothing.
+    assert keras.saving.load_model(finished_run.run_dir / "model.keras").loss == (
+        "sparse_categorical_crossentropy"
+    )
 
 
 def test_augmented_training_batches_are_new_every_epoch_and_resume_exactly():
