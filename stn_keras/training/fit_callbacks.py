@@ -59,7 +59,9 @@ def _moving_average_callbacks(settings):
         return []
     # Validation (so the monitored accuracy) runs on the averaged weights;
     # swapped back before on_epoch_end, so the backup keeps the trained
-    # weights and BestModelCheckpoint saves the averages itself.
+    # weights and BestModelCheckpoint saves the averages itself. On
+    # TensorFlow the swap adds and subtracts in place, so each swap back
+    # leaves the trained weights rounded (the same in a resumed run).
     return [keras.callbacks.SwapEMAWeights(swap_on_epoch=False)]
 
 
