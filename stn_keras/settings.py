@@ -172,6 +172,10 @@ def _fraction_below_one(name, value):
     return check_number(name, value, 0, 1, exclusive_maximum=True)
 
 
+def _fraction_between_zero_and_one(name, value):
+    return check_number(name, value, 0, 1, exclusive_minimum=True, exclusive_maximum=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """One setting: its default, help text and check.
@@ -274,6 +278,20 @@ class RunSettings:
         "kernels only: biases, among them the transformer's identity bias, "
         "are left alone",
         _non_negative_number,
+    )
+    ema_momentum: float | None = _setting(
+        None,
+        "keep an exponential moving average of the weights with this "
+        "momentum, in (0, 1); validation, the best model and the final "
+        "model use the average. Unset: off",
+        _optional(_fraction_between_zero_and_one),
+        flag_type=float,
+    )
+    label_smoothing: float = _setting(
+        0.0,
+        "label smoothing of the crossentropy loss, in [0, 1): the true "
+        "class's target is 1 - s + s / classes, every other class's s / classes",
+        _fraction_below_one,
     )
     lr_schedule: str = _setting(
         "constant",

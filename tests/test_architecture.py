@@ -28,6 +28,7 @@ ALLOWED = {
     "extras": set(),
     "ops": {"validation"},
     "layers": {"ops", "validation"},
+    "losses": {"validation"},
     "models": {"layers", "ops", "validation"},
     "data": {"ops", "validation", "files", "netpbm"},
     "visualization": {"ops"},
@@ -37,7 +38,7 @@ ALLOWED = {
     "runtime": {"quiet_import"},
     "settings": {"models", "data", "validation", "run_dir"},
     "setting_flags": {"models", "ops"},
-    "training": {"settings", "run_dir", "runtime", "data", "models", "callbacks"},
+    "training": {"settings", "run_dir", "runtime", "data", "models", "callbacks", "losses"},
     "evaluation": {
         "settings", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
         "saving",

@@ -69,6 +69,28 @@ def test_an_interrupted_save_leaves_the_previous_best_whole(tmp_path, monkeypatc
     assert [entry.name for entry in tmp_path.iterdir()] == ["model.keras"]
 
 
+@pytest.mark.parametrize("loss_scaled", [False, True], ids=["plain", "loss_scale_optimizer"])
+def test_with_a_moving_average_the_best_model_holds_the_averages(tmp_path, loss_scaled):
+    model = small_model(1.0)
+    averaging = keras.optimizers.SGD(use_ema=True)
+    # Mixed float16 wraps the averaging optimizer in a LossScaleOptimizer.
+    model.compile(
+        optimizer=keras.optimizers.LossScaleOptimizer(averaging) if loss_scaled else averaging,
+        loss="mse",
+    )
+    model.optimizer.build(model.trainable_variables)
+    for average in averaging._model_variables_moving_average:
+        average.assign(np.full(average.shape, 5.0, "float32"))
+    checkpoint = BestModelCheckpoint(tmp_path / "model.keras")
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert saved_value(tmp_path / "model.keras") == 5.0
+    # Training goes on from the trained weights; the averages are kept.
+    np.testing.assert_array_equal(model.get_layer("dense").get_weights()[0], np.ones((2, 1)))
+    for average in averaging._model_variables_moving_average:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(average), 5.0)
+
+
 def test_bad_mode_and_missing_metric_are_explained(tmp_path):
     with pytest.raises(ValueError, match="Unknown mode. Expected one of \\('max', 'min'\\)"):
         BestModelCheckpoint(tmp_path / "m.keras", mode="up")

@@ -69,6 +69,11 @@ def test_every_option_has_a_valid_default_and_help():
         ({"jit_compile": "xla"}, "`jit_compile` must be 'auto' or a bool. Received: jit_compile='xla'"),
         ({"model": "cnn", "transform": "tps"}, "Model 'cnn' has no spatial transformer"),
         ({"weight_decay": -0.1}, "`weight_decay` must be a finite number >= 0. Received: weight_decay=-0.1"),
+        ({"ema_momentum": 0.0}, "`ema_momentum` must be a finite number > 0 and < 1. Received: ema_momentum=0.0"),
+        ({"ema_momentum": 1}, "`ema_momentum` must be a finite number > 0 and < 1. Received: ema_momentum=1"),
+        ({"ema_momentum": "0.9"}, "`ema_momentum` must be a finite number > 0 and < 1. Received: ema_momentum='0.9'"),
+        ({"label_smoothing": 1.0}, "`label_smoothing` must be a finite number >= 0 and < 1. Received: label_smoothing=1.0"),
+        ({"label_smoothing": -0.1}, "`label_smoothing` must be a finite number >= 0 and < 1. Received: label_smoothing=-0.1"),
         ({"verbose": 3}, "`verbose` must be 'auto', 0, 1 or 2. Received: verbose=3"),
         ({"verbose": True}, "`verbose` must be 'auto', 0, 1 or 2. Received: verbose=True"),
         ({"augment": "yes"}, "`augment` must be a bool"),
@@ -124,10 +129,11 @@ def test_saved_config_of_an_older_run_gets_new_settings_defaults():
     older = {
         key: value
         for key, value in DEFAULTS.items()
-        if key not in ("online_distortion", "download")
+        if key not in ("online_distortion", "download", "ema_momentum", "label_smoothing")
     }
     saved = RunSettings.from_saved({**older, "epochs": 3, "mixed_precision": False})
     assert saved.online_distortion is False and saved.download is False
+    assert saved.ema_momentum is None and saved.label_smoothing == 0.0
     assert saved.epochs == 3 and saved.mixed_precision == "off"
 
 

@@ -18,6 +18,7 @@ from stn_keras import models
 from stn_keras import runtime
 from stn_keras import training
 from stn_keras.export import export_best_model
+from stn_keras.losses import SmoothedSparseCategoricalCrossentropy
 from stn_keras.run_dir import RunDirectory
 from stn_keras.settings import resolve_settings
 from stn_keras.training import fit_callbacks
@@ -149,25 +150,91 @@ def test_sigterm_keeps_last_epoch_and_resume_gives_the_same_result(
     ).read_text()
 
 
-def test_dropout_resumes_to_the_uninterrupted_result(tmp_path):
-    # Dropout's seed-generator state is not in save_weights; the backup keeps it.
-    dropout = {
-        "model": "compact_st_cnn",
-        "model_options": {"dropout": 0.5, "filters": [4, 4, 4], "dense_units": 16},
-    }
-    full = training.train(tiny_settings(tmp_path / "full", **dropout), tiny_dataset())
+class RecordWeights(keras.callbacks.Callback):
+    """The trained weights and the optimizer's averages of them at every epoch's
+    end (after the built-in callbacks), and the weights ``fit`` ends with."""
+
+    def __init__(self):
+        super().__init__()
+        self.trained, self.averages, self.final = {}, {}, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.trained[epoch] = values(self.model.trainable_variables)
+        averages = getattr(self.model.optimizer, "_model_variables_moving_average", [])
+        self.averages[epoch] = values(averages)
+
+    def on_train_end(self, logs=None):
+        self.final = values(self.model.trainable_variables)
+
+
+def values(variables):
+    return [keras.ops.convert_to_numpy(variable) for variable in variables]
+
+
+DROPOUT = {
+    "model": "compact_st_cnn",
+    "model_options": {"dropout": 0.5, "filters": [4, 4, 4], "dense_units": 16},
+}
+
+
+# Dropout's seed-generator state is not in save_weights; the backup keeps
+# it. The weights' moving average is optimizer state beside the trained
+# weights, which the backup must keep unaveraged.
+@pytest.mark.parametrize("settings", [DROPOUT, {"ema_momentum": 0.8}], ids=["dropout", "ema"])
+def test_resumes_to_the_uninterrupted_result(tmp_path, settings):
+    uninterrupted = RecordWeights()
+    full = training.train(
+        tiny_settings(tmp_path / "full", **settings), tiny_dataset(), callbacks=[uninterrupted]
+    )
     run_dir = tmp_path / "interrupted"
     with pytest.raises(training.TrainingInterrupted):
         training.train(
-            tiny_settings(run_dir, **dropout),
+            tiny_settings(run_dir, **settings),
             tiny_dataset(),
             callbacks=[SendSignalMidEpoch(signal.SIGTERM)],
         )
-    state = json.loads((run_dir / "backup" / "state.json").read_text())
-    seeds = state["backups"][0]["seed_states"]
-    assert len(seeds) == 1 and seeds[0][1] > 0
-    training.train(tiny_settings(run_dir, resume=True), tiny_dataset())
+    if settings is DROPOUT:
+        state = json.loads((run_dir / "backup" / "state.json").read_text())
+        seeds = state["backups"][0]["seed_states"]
+        assert len(seeds) == 1 and seeds[0][1] > 0
+    resumed = RecordWeights()
+    training.train(tiny_settings(run_dir, resume=True), tiny_dataset(), callbacks=[resumed])
     assert (run_dir / "history.csv").read_text() == (full.run_dir / "history.csv").read_text()
+    for weights, expected in zip(resumed.final, uninterrupted.final):
+        np.testing.assert_array_equal(weights, expected)
+    best = keras.saving.load_model(run_dir / "model.keras")
+    expected = keras.saving.load_model(full.run_dir / "model.keras")
+    for weights, expected_weights in zip(best.get_weights(), expected.get_weights()):
+        np.testing.assert_array_equal(weights, expected_weights)
+
+
+def test_with_a_moving_average_validation_and_the_best_model_use_the_averages(tmp_path):
+    recorder = RecordWeights()
+    result = training.train(
+        tiny_settings(tmp_path / "ema", ema_momentum=0.8), tiny_dataset(), callbacks=[recorder]
+    )
+    epoch = result.best_epoch - 1
+    best = keras.saving.load_model(result.run_dir / "model.keras")
+    assert best.optimizer.use_ema and best.optimizer.ema_momentum == pytest.approx(0.8)
+    # The averages of the epoch it was saved at, while training went on
+    # from the trained weights, which differ.
+    for saved, average in zip(values(best.trainable_variables), recorder.averages[epoch]):
+        np.testing.assert_array_equal(saved, average)
+    assert not all(
+        np.allclose(trained, average)
+        for trained, average in zip(recorder.trained[epoch], recorder.averages[epoch])
+    )
+    # The final model holds the last epoch's averages, as Keras' fit leaves it.
+    for final, average in zip(recorder.final, recorder.averages[TINY["epochs"] - 1]):
+        np.testing.assert_array_equal(final, average)
+    row = RunDirectory(result.run_dir).read_history()[epoch]
+    images, labels = training.validation_data(tiny_dataset(), num_replicas=1)
+    loss, accuracy = best.evaluate(images, labels, batch_size=TINY["batch_size"], verbose=0)
+    assert (loss, accuracy) == pytest.approx((row["val_loss"], row["val_accuracy"]), rel=1e-5)
+    for variable, trained in zip(best.trainable_variables, recorder.trained[epoch]):
+        variable.assign(trained)
+    trained_loss, _ = best.evaluate(images, labels, batch_size=TINY["batch_size"], verbose=0)
+    assert trained_loss != pytest.approx(row["val_loss"], rel=1e-3)
 
 
 def run_training_script(script, backend=None, **environment):
@@ -303,6 +370,19 @@ def test_weight_decay_spares_a_frozen_localisation_net_and_needs_the_model():
 def test_without_weight_decay_no_variable_decays():
     optimizer = training.make_optimizer(resolve_settings({}), steps_per_epoch=1)
     assert optimizer.weight_decay is None
+
+
+def test_label_smoothing_compiles_the_smoothed_loss_and_its_model_reloads(tmp_path, finished_run):
+    result = training.train(
+        tiny_settings(tmp_path / "smoothed", epochs=1, label_smoothing=0.2), tiny_dataset()
+    )
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    assert isinstance(model.loss, SmoothedSparseCategoricalCrossentropy)
+    assert model.loss.label_smoothing == 0.2
+    # Unsmoothed runs compile the same string as before label smoothing.
+    assert keras.saving.load_model(finished_run.run_dir / "model.keras").loss == (
+        "sparse_categorical_crossentropy"
+    )
 
 
 def test_augmented_training_batches_are_new_every_epoch_and_resume_exactly():

@@ -1,5 +1,6 @@
 """`BestModelCheckpoint`: the best model so far, replaced atomically."""
 
+import contextlib
 from pathlib import Path
 
 import keras
@@ -14,7 +15,9 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     Does what ``keras.callbacks.ModelCheckpoint(save_best_only=True)`` does
     for a ``.keras`` file, but writes it beside the target and renames it
     into place, so a kill during the save leaves the previous best model
-    whole instead of a truncated zip.
+    whole instead of a truncated zip. When the optimizer keeps a moving
+    average of the weights (``use_ema``), the model is saved with the
+    averages (see :func:`averaged_weights`).
 
     Args:
         path: the ``.keras`` file to keep the best model in.
@@ -46,4 +49,36 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if not self._improves(float(value)):
             return
         self.best = float(value)
-        write_file_atomically(self.path, self.model.save)
+        with averaged_weights(self.model):
+            write_file_atomically(self.path, self.model.save)
+
+
+def _averaging_optimizer(model):
+    """``model``'s optimizer if it averages the weights (``use_ema``), else ``None``."""
+    # Mixed float16 wraps the optimizer in a LossScaleOptimizer.
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return optimizer if getattr(optimizer, "use_ema", False) else None
+
+
+@contextlib.contextmanager
+def averaged_weights(model):
+    """Within the context, ``model`` holds its optimizer's averages of its weights.
+
+    What ``fit`` does to the model at its end (``finalize_variable_values``),
+    undone on leaving: the trained weights come back, and the optimizer's
+    averages are left as they were, so training goes on from the weights
+    it reached. Without a moving average, nothing changes.
+    """
+    optimizer = _averaging_optimizer(model)
+    if optimizer is None:
+        yield
+        return
+    variables = model.trainable_variables
+    # Copies: a TensorFlow or torch variable's value is assigned in place.
+    trained = [keras.ops.convert_to_numpy(variable) for variable in variables]
+    optimizer.finalize_variable_values(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, trained):
+            variable.assign(value)

@@ -32,6 +32,7 @@ def make_callbacks(plan, model, extra=None):
     settings, run_dir = plan.settings, plan.run_dir
     callbacks = [
         StopOnNonFiniteLoss(),
+        *_moving_average_callbacks(settings),
         BestModelCheckpoint(
             run_dir.model_path,
             monitor=plan.monitor,
@@ -51,6 +52,17 @@ def make_callbacks(plan, model, extra=None):
             )
         )
     return [*callbacks, *(extra or []), plan.backup]
+
+
+def _moving_average_callbacks(settings):
+    if settings.ema_momentum is None:
+        return []
+    # Validation (so the monitored accuracy) runs on the averaged weights;
+    # swapped back before on_epoch_end, so the backup keeps the trained
+    # weights and BestModelCheckpoint saves the averages itself. On
+    # TensorFlow the swap adds and subtracts in place, so each swap back
+    # leaves the trained weights rounded (the same in a resumed run).
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=False)]
 
 
 def _tensorboard_callbacks(plan, model):

@@ -8,6 +8,7 @@ import keras
 
 from stn_keras import models
 from stn_keras import runtime
+from stn_keras.losses import SmoothedSparseCategoricalCrossentropy
 from stn_keras.run_dir import best_epoch
 from stn_keras.settings import resolve_verbose
 from stn_keras.training.fit_callbacks import make_callbacks
@@ -62,6 +63,15 @@ def build_configured_model(settings, image_shape, num_classes):
     )
 
 
+def training_loss(settings):
+    """The loss that ``settings`` describe, for integer labels."""
+    if settings.label_smoothing:
+        return SmoothedSparseCategoricalCrossentropy(settings.label_smoothing)
+    # Unsmoothed, the loss stays the string that runs before label smoothing
+    # compiled with, so their saved models read the same.
+    return "sparse_categorical_crossentropy"
+
+
 def compile_and_fit(plan, callbacks=None):
     """Builds, compiles and fits the model of ``plan``; returns it and its history.
 
@@ -73,7 +83,7 @@ def compile_and_fit(plan, callbacks=None):
         model = build_configured_model(settings, dataset.image_shape, dataset.num_classes)
         model.compile(
             optimizer=make_optimizer(settings, plan.train_data.steps_per_epoch, model),
-            loss="sparse_categorical_crossentropy",
+            loss=training_loss(settings),
             # Weighted, so padding that evens out data-parallel validation
             # batches (weight 0) does not count.
             weighted_metrics=["accuracy"],

@@ -1,4 +1,5 @@
-"""The optimizer of a run, with its learning-rate schedule and weight decay."""
+"""The optimizer of a run, with its learning-rate schedule, weight decay and
+moving average of the weights."""
 
 import keras
 
@@ -55,15 +56,21 @@ def _optimizer(settings, steps_per_epoch):
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=settings.epochs * steps_per_epoch
         )
-    # Keras' weight_decay is decoupled from the gradient (AdamW's), on every
-    # optimizer; None turns it off.
-    weight_decay = settings.weight_decay or None
+    common = {
+        # Keras' weight_decay is decoupled from the gradient (AdamW's), on
+        # every optimizer; None turns it off.
+        "weight_decay": settings.weight_decay or None,
+        **_moving_average(settings),
+    }
     if settings.optimizer == "sgd":
-        return keras.optimizers.SGD(
-            learning_rate, momentum=settings.momentum, weight_decay=weight_decay
-        )
+        return keras.optimizers.SGD(learning_rate, momentum=settings.momentum, **common)
     if settings.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(
-            learning_rate, momentum=settings.momentum, weight_decay=weight_decay
-        )
-    return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+        return keras.optimizers.RMSprop(learning_rate, momentum=settings.momentum, **common)
+    return keras.optimizers.Adam(learning_rate, **common)
+
+
+def _moving_average(settings):
+    """The optimizer's arguments of the weights' moving average, if any."""
+    if settings.ema_momentum is None:
+        return {}
+    return {"use_ema": True, "ema_momentum": settings.ema_momentum}
