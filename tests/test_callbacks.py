@@ -16,6 +16,7 @@ from stn_keras.callbacks import BestModelCheckpoint
 from stn_keras.callbacks import NonFiniteLossError
 from stn_keras.callbacks import StopOnNonFiniteLoss
 from stn_keras.callbacks import ResumableEarlyStopping
+from stn_keras.callbacks import ValidateOnAveragedWeights
 
 
 def small_model(value):
@@ -224,3 +225,33 @@ def test_a_non_finite_epoch_loss_stops_the_run(loss):
     callback.on_epoch_end(0, {"loss": 0.3})
     with pytest.raises(NonFiniteLossError, match=f"^the training loss became {loss} in epoch 2$"):
         callback.on_epoch_end(1, {"loss": np.float32(loss)})
+
+
+@pytest.mark.parametrize("use_ema", [True, False], ids=["averaging", "plain"])
+def test_validation_runs_on_the_averages_and_gives_the_trained_weights_back_exactly(use_ema):
+    model = small_model(1.0)
+    optimizer = keras.optimizers.SGD(use_ema=use_ema)
+    model.compile(optimizer=optimizer, loss="mse")
+    optimizer.build(model.trainable_variables)
+    # Values an add-and-subtract swap does not give back exactly in float32.
+    trained = [np.full(variable.shape, 1e-3, "float32") for variable in model.trainable_variables]
+    for variable, value in zip(model.trainable_variables, trained):
+        variable.assign(value)
+    for average in getattr(optimizer, "_model_variables_moving_average", []):
+        average.assign(np.full(average.shape, 12345.678, "float32"))
+    callback = ValidateOnAveragedWeights()
+    callback.set_model(model)
+    callback.on_test_begin()
+    during = 12345.678 if use_ema else 1e-3
+    for variable in model.trainable_variables:
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(variable), np.full(variable.shape, during, "float32")
+        )
+    callback.on_test_end()
+    for variable, value in zip(model.trainable_variables, trained):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
+    # A second validation averages again, from the same untouched averages.
+    callback.on_test_begin()
+    callback.on_test_end()
+    for variable, value in zip(model.trainable_variables, trained):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)

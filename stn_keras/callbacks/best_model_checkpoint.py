@@ -1,10 +1,10 @@
 """`BestModelCheckpoint`: the best model so far, replaced atomically."""
 
-import contextlib
 from pathlib import Path
 
 import keras
 
+from stn_keras.callbacks.validate_on_averaged_weights import averaged_weights
 from stn_keras.files import write_file_atomically
 from stn_keras.validation import check_choice
 
@@ -52,33 +52,3 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         with averaged_weights(self.model):
             write_file_atomically(self.path, self.model.save)
 
-
-def _averaging_optimizer(model):
-    """``model``'s optimizer if it averages the weights (``use_ema``), else ``None``."""
-    # Mixed float16 wraps the optimizer in a LossScaleOptimizer.
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
-    return optimizer if getattr(optimizer, "use_ema", False) else None
-
-
-@contextlib.contextmanager
-def averaged_weights(model):
-    """Within the context, ``model`` holds its optimizer's averages of its weights.
-
-    What ``fit`` does to the model at its end (``finalize_variable_values``),
-    undone on leaving: the trained weights come back, and the optimizer's
-    averages are left as they were, so training goes on from the weights
-    it reached. Without a moving average, nothing changes.
-    """
-    optimizer = _averaging_optimizer(model)
-    if optimizer is None:
-        yield
-        return
-    variables = model.trainable_variables
-    # Copies: a TensorFlow or torch variable's value is assigned in place.
-    trained = [keras.ops.convert_to_numpy(variable) for variable in variables]
-    optimizer.finalize_variable_values(variables)
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, trained):
-            variable.assign(value)

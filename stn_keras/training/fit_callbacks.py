@@ -10,6 +10,7 @@ from stn_keras.callbacks import BestModelCheckpoint
 from stn_keras.callbacks import ResumableEarlyStopping
 from stn_keras.callbacks import StopOnNonFiniteLoss
 from stn_keras.callbacks import TransformerImages
+from stn_keras.callbacks import ValidateOnAveragedWeights
 from stn_keras.callbacks import tensorboard_available
 from stn_keras.data import as_float_images
 from stn_keras.run_dir import best_epoch
@@ -58,11 +59,9 @@ def _moving_average_callbacks(settings):
     if settings.ema_momentum is None:
         return []
     # Validation (so the monitored accuracy) runs on the averaged weights;
-    # swapped back before on_epoch_end, so the backup keeps the trained
-    # weights and BestModelCheckpoint saves the averages itself. On
-    # TensorFlow the swap adds and subtracts in place, so each swap back
-    # leaves the trained weights rounded (the same in a resumed run).
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=False)]
+    # the trained ones are back before on_epoch_end, so the backup keeps
+    # them and BestModelCheckpoint puts the averages in for its save.
+    return [ValidateOnAveragedWeights()]
 
 
 def _tensorboard_callbacks(plan, model):
