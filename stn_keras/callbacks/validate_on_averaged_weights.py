@@ -31,6 +31,11 @@ def averaged_weights(model):
     # Copies: a TensorFlow or torch variable's value is assigned in place.
     trained = [keras.ops.convert_to_numpy(variable) for variable in variables]
     optimizer.finalize_variable_values(variables)
+    # On JAX each variable now shares its array with its average, and a
+    # step that donates its inputs (the jitted test step does) would delete
+    # the average with it: each variable gets an array of its own.
+    for variable in variables:
+        variable.assign(keras.ops.convert_to_numpy(variable))
     try:
         yield
     finally:
