@@ -3,12 +3,14 @@ saved configs, data settings."""
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
 from stn_keras.settings import DEFAULTS
 from stn_keras.settings import OPTIONS
+from stn_keras.settings import RENAMED_SETTINGS
 from stn_keras.settings import RunSettings
 from stn_keras.settings import count_or_fraction
 from stn_keras.settings import data_settings
@@ -162,9 +164,17 @@ def test_saved_configs_with_the_old_localisation_keys_still_load():
 def test_shipped_run_configs_still_load():
     for path in sorted(Path("saved_models").glob("*/config.json")):
         saved = json.loads(path.read_text())["config"]
-        with pytest.warns(DeprecationWarning):
+        old_names = sorted(set(saved) & set(RENAMED_SETTINGS))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             completed = RunSettings.from_saved(saved)
-        assert completed.localization_convolution == saved["loc_conv"], path
+        # Configs saved before the renaming warn once for their old names.
+        assert bool(old_names) == any(
+            issubclass(warning.category, DeprecationWarning) for warning in caught
+        ), path
+        for old, new in RENAMED_SETTINGS.items():
+            if old in saved:
+                assert getattr(completed, new) == saved[old], (path, old)
         assert completed.epochs == saved["epochs"] and completed.model == saved["model"], path
 
 

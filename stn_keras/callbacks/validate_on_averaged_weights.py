@@ -10,7 +10,9 @@ def _averaging_optimizer(model):
     """``model``'s optimizer if it averages the weights (``use_ema``), else ``None``."""
     # Mixed float16 wraps the optimizer in a LossScaleOptimizer, which
     # reports use_ema=False whatever the optimizer inside does.
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    # An uncompiled model (a checkpoint of one is allowed) has no optimizer.
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     return optimizer if getattr(optimizer, "use_ema", False) else None
 
 
