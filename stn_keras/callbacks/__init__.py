@@ -1,12 +1,13 @@
-"""Training callbacks: crash-safe backups and best models, transformer images."""
+"""Training callbacks: crash-safe backups and best models, validation on the
+weights' average, transformer images."""
 
 from stn_keras.callbacks.atomic_backup_and_restore import AtomicBackupAndRestore
 from stn_keras.callbacks.atomic_backup_and_restore import BackupError
-from stn_keras.callbacks.validate_on_averaged_weights import ValidateOnAveragedWeights
-from stn_keras.callbacks.validate_on_averaged_weights import averaged_weights
 from stn_keras.callbacks.best_model_checkpoint import BestModelCheckpoint
 from stn_keras.callbacks.resumable_early_stopping import ResumableEarlyStopping
 from stn_keras.callbacks.stop_on_non_finite_loss import NonFiniteLossError
 from stn_keras.callbacks.stop_on_non_finite_loss import StopOnNonFiniteLoss
 from stn_keras.callbacks.transformer_images import TransformerImages
 from stn_keras.callbacks.transformer_images import tensorboard_available
+from stn_keras.callbacks.validate_on_averaged_weights import ValidateOnAveragedWeights
+from stn_keras.callbacks.validate_on_averaged_weights import averaged_weights

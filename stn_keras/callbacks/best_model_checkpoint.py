@@ -51,4 +51,3 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.best = float(value)
         with averaged_weights(self.model):
             write_file_atomically(self.path, self.model.save)
-
