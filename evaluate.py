@@ -11,7 +11,7 @@ import logging
 import sys
 
 from stn_keras import evaluation
-from stn_keras.data.dataset import SPLITS
+from stn_keras.data.split_arrays import SPLITS
 from stn_keras.setting_flags import add_setting_flag
 from stn_keras.settings import OPTIONS
 from stn_keras.settings import load_data

@@ -11,6 +11,7 @@ import pytest
 
 from stn_keras.data import DATASETS
 from stn_keras.data import MissingDataError
+from stn_keras.data import SplitArrays
 from stn_keras.data import load_dataset
 from stn_keras.data import paths
 from stn_keras.data import resolve_data_dir
@@ -125,6 +126,65 @@ def test_distorted_splits_are_fixed_per_seed():
     assert first.x_train_undistorted.shape[1:] == (28, 28, 1)
     assert first.distortion_parameters["canvas_size"] == 42
     assert first.source["distortion_parameters"]["rotation_range"] == [-45.0, 45.0]
+
+
+def test_a_split_is_distorted_when_first_read_and_only_once(monkeypatch):
+    from stn_keras.data import datasets
+
+    dataset = load_dataset("digits", distortion="rts", val_size=20)
+    distorted = []
+    real_distort = datasets.distort
+
+    def counting_distort(images, *arguments, **keywords):
+        distorted.append(len(images))
+        return real_distort(images, *arguments, **keywords)
+
+    monkeypatch.setattr(datasets, "distort", counting_distort)
+    test_images, test_labels = dataset.split("test")
+    assert distorted == [360]
+    assert dataset.x_test is test_images and dataset.y_test is test_labels
+    assert distorted == [360]
+    # Read in another order, each split is the same as if all were read at
+    # once: every split's distortion has a seed of its own.
+    reference = real_distort(
+        load_dataset("digits", val_size=20).x_test, "rts", seed=[0, 2]
+    ).images
+    np.testing.assert_array_equal(test_images, reference)
+    assert dataset.x_train.shape == (1417, 42, 42, 1) == (1417, *dataset.image_shape)
+    assert distorted == [360, 1417]
+
+
+def test_loading_a_distorted_data_set_distorts_no_split_until_one_is_read():
+    dataset = load_dataset("digits", distortion="cluttered", val_size=20)
+    assert dataset.image_shape == (60, 60, 1)
+    assert dataset.x_train_undistorted.shape == (1417, 28, 28, 1)
+    assert repr(dataset.splits) == "SplitArrays(ready=[])"
+    dataset.split("val")
+    assert repr(dataset.splits) == "SplitArrays(ready=['val'])"
+
+
+def test_split_arrays_prepare_each_split_once_under_threads():
+    import threading
+
+    calls = []
+
+    def prepare(split, images, labels):
+        calls.append(split)
+        return images + 1, labels
+
+    arrays = {split: (np.zeros(3), np.arange(3)) for split in ("train", "val", "test")}
+    splits = SplitArrays(arrays, prepare)
+    threads = [threading.Thread(target=lambda: splits["val"]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == ["val"]
+    np.testing.assert_array_equal(splits["val"][0], np.ones(3))
+    with pytest.raises(ValueError, match=re.escape("Received: split='dev'")):
+        splits["dev"]
+    with pytest.raises(ValueError, match=re.escape("Missing: ['test']")):
+        SplitArrays({split: arrays[split] for split in ("train", "val")})
 
 
 def test_distortion_options_and_addition_classes():

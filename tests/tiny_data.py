@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from stn_keras.data import Dataset
+from stn_keras.data import SplitArrays
 from stn_keras.data import distort
 
 
@@ -32,18 +33,15 @@ def shapes(count, size=28, channels=1, seed=0):
 
 def tiny_dataset(train=96, val=32, test=48, size=28, channels=1, seed=0):
     """A ``stn_keras.data`` :class:`Dataset` of :func:`shapes`, 3 classes."""
-    x_train, y_train = shapes(train, size, channels, seed)
-    x_val, y_val = shapes(val, size, channels, seed + 1)
-    x_test, y_test = shapes(test, size, channels, seed + 2)
+    arrays = {
+        split: shapes(count, size, channels, seed + offset)
+        for offset, (split, count) in enumerate((("train", train), ("val", val), ("test", test)))
+    }
+    x_train, y_train = arrays["train"]
     return Dataset(
         name="tiny",
         distortion=None,
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
+        splits=SplitArrays(arrays),
         num_classes=3,
         class_names=["horizontal", "vertical", "square"],
         image_shape=(size, size, channels),
@@ -66,12 +64,10 @@ def tiny_distorted_dataset(distortion="rts", train=32, val=16, test=16, seed=0):
             seed=[seed, offset],
             labels=getattr(plain, f"y_{split}"),
         )
-        splits[f"x_{split}"], splits[f"y_{split}"] = result.images, result.labels
+        splits[split] = (result.images, result.labels)
     return dataclasses.replace(
         plain,
-        **splits,
-        image_shape=splits["x_train"].shape[1:],
+        splits=SplitArrays(splits),
+        image_shape=splits["train"][0].shape[1:],
         distortion=distortion,
-        x_train_undistorted=plain.x_train,
-        y_train_undistorted=plain.y_train,
     )

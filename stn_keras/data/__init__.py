@@ -23,3 +23,4 @@ from stn_keras.data.images import as_float_images
 from stn_keras.data.paths import MissingDataError
 from stn_keras.data.paths import resolve_data_dir
 from stn_keras.data.pipeline import make_pipeline
+from stn_keras.data.split_arrays import SplitArrays

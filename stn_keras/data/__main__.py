@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from stn_keras.data.dataset import SPLITS
+from stn_keras.data.split_arrays import SPLITS
 from stn_keras.data.datasets import DATASETS
 from stn_keras.data.datasets import load_dataset
 from stn_keras.data.distortions import DISTORTIONS

@@ -4,9 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from stn_keras.validation import check_choice
-
-SPLITS = ("train", "val", "test")
+from stn_keras.data.split_arrays import SplitArrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,9 +14,7 @@ class Dataset:
     Attributes:
         name: the data set's name (one of ``stn_keras.data.DATASETS``).
         distortion: the distortion applied to every split, or ``None``.
-        x_train, y_train, x_val, y_val, x_test, y_test: uint8 NHWC images and
-            int64 labels. With a distortion, every split is distorted once,
-            deterministically for the seed (test and validation stay fixed).
+        splits: the :class:`SplitArrays` behind ``x_train`` ... ``y_test``.
         num_classes: the number of classes.
         class_names: a name per class.
         image_shape: ``(height, width, channels)`` of the images.
@@ -27,16 +23,16 @@ class Dataset:
         x_train_undistorted, y_train_undistorted: the training split before
             distortion, for pipelines that draw fresh distortions every epoch.
         distortion_parameters: the distortion's parameters used.
+
+    ``x_train, y_train, x_val, y_val, x_test, y_test`` are uint8 NHWC images
+    and int64 labels. With a distortion, every split is distorted once,
+    deterministically for the seed (test and validation stay fixed), when it
+    is first read.
     """
 
     name: str
     distortion: str | None
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    splits: SplitArrays
     num_classes: int
     class_names: list
     image_shape: tuple
@@ -45,6 +41,13 @@ class Dataset:
     y_train_undistorted: np.ndarray
     distortion_parameters: dict = dataclasses.field(default_factory=dict)
 
+    x_train = property(lambda self: self.splits["train"][0])
+    y_train = property(lambda self: self.splits["train"][1])
+    x_val = property(lambda self: self.splits["val"][0])
+    y_val = property(lambda self: self.splits["val"][1])
+    x_test = property(lambda self: self.splits["test"][0])
+    y_test = property(lambda self: self.splits["test"][1])
+
     def split(self, split):
         """``(images, labels)`` of ``"train"``, ``"val"`` or ``"test"``.
 
@@ -52,8 +55,7 @@ class Dataset:
             ValueError: an unknown split, or an empty one (for example the
                 GTSRB test split when its archives are absent).
         """
-        check_choice("split", split, SPLITS)
-        images, labels = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        images, labels = self.splits[split]
         if len(images) == 0:
             raise ValueError(
                 f"The {split} split of {self.name!r} is empty. "

@@ -14,6 +14,8 @@ from stn_keras.data.dataset import Dataset
 from stn_keras.data.distortions import check_distortion
 from stn_keras.data.distortions import distort
 from stn_keras.data.distortions import distortion_parameters
+from stn_keras.data.split_arrays import SPLITS
+from stn_keras.data.split_arrays import SplitArrays
 from stn_keras.validation import check_choice
 from stn_keras.validation import check_int
 from stn_keras.validation import check_number
@@ -176,19 +178,28 @@ def _check_request(name, distortion, data_dir, image_size, source):
         )
 
 
-def _distort_splits(arrays, distortion, seed, distortion_options):
-    """Each split distorted once, with a seed of its own."""
-    distorted = dict(arrays)
-    for split, seed_offset in _SPLIT_SEED.items():
+def _split_distorter(distortion, seed, distortion_options):
+    """The ``prepare`` of :class:`SplitArrays` distorting each split once,
+    with a seed of its own."""
+
+    def distort_split(split, images, labels):
         result = distort(
-            arrays[f"x_{split}"],
+            images,
             distortion,
-            seed=[seed, seed_offset],
-            labels=arrays[f"y_{split}"],
+            seed=[seed, _SPLIT_SEED[split]],
+            labels=labels,
             **distortion_options,
         )
-        distorted[f"x_{split}"], distorted[f"y_{split}"] = result.images, result.labels
-    return distorted
+        return result.images, result.labels
+
+    return distort_split
+
+
+def _distorted_image_shape(images, labels, distortion, distortion_options):
+    """The image shape ``distortion`` gives, from distorting two images (the
+    canvas size and, for ``addition``, the channels depend on it)."""
+    probe = distort(images[:2], distortion, labels=labels[:2], **distortion_options)
+    return probe.images.shape[1:]
 
 
 def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
@@ -200,7 +211,8 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
             ``"digits"`` (scikit-learn's 8x8 digits upscaled to 28x28, no
             download) or ``"gtsrb"``.
         distortion: one of ``DISTORTIONS`` or ``None``; applied to every
-            split once, deterministically for ``seed``.
+            split once, deterministically for ``seed``, when the split is
+            first read (its parameters are checked here).
         data_dir: the data directory (else ``STN_DATA_DIR``, else
             ``~/.keras/datasets``).
         seed: seed of the distortions and of the GTSRB track split.
@@ -233,9 +245,15 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
             name, data_dir, val_size, source, reader_options["download"]
         )
     x_train, y_train = splits[0], splits[1]
-    arrays = dict(zip(("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"), splits))
+    arrays = {
+        split: (splits[2 * index], splits[2 * index + 1])
+        for index, split in enumerate(SPLITS)
+    }
+    image_shape = x_train.shape[1:]
+    prepare = None
     if distortion is not None:
-        arrays = _distort_splits(arrays, distortion, seed, distortion_options)
+        prepare = _split_distorter(distortion, seed, distortion_options)
+        image_shape = _distorted_image_shape(x_train, y_train, distortion, distortion_options)
     if distortion == "addition":
         class_names = [str(total) for total in range(2 * len(class_names) - 1)]
     record = {
@@ -247,17 +265,18 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
         "image_size": image_size,
         "source": source,
         "options": _json_safe(reader_options),
-        "split_sizes": {split: len(arrays[f"x_{split}"]) for split in _SPLIT_SEED},
+        # Every distortion keeps a split's size.
+        "split_sizes": {split: len(images) for split, (images, _) in arrays.items()},
         **extra,
     }
     json.dumps(record)  # Fails here, not in a run's record, if not serialisable.
     return Dataset(
         name=name,
         distortion=distortion,
-        **arrays,
+        splits=SplitArrays(arrays, prepare),
         num_classes=len(class_names),
         class_names=list(class_names),
-        image_shape=tuple(int(side) for side in arrays["x_train"].shape[1:]),
+        image_shape=tuple(int(side) for side in image_shape),
         source=record,
         x_train_undistorted=x_train,
         y_train_undistorted=y_train,

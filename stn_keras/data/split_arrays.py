@@ -1,0 +1,49 @@
+"""The arrays of a data set's splits, each prepared when first read."""
+
+import threading
+
+from stn_keras.validation import check_choice
+
+SPLITS = ("train", "val", "test")
+
+
+class SplitArrays:
+    """The ``(images, labels)`` of each split, each prepared when first read.
+
+    A distorted data set distorts a split only when something reads it, so
+    evaluating on the test split does not distort the training split, and
+    online-distortion training never distorts a fixed copy of it. Each split
+    is prepared once; its result does not depend on which splits were read
+    before (every split's distortion has a seed of its own).
+
+    Args:
+        arrays: ``{split: (images, labels)}`` for each of ``SPLITS``.
+        prepare: ``None``, or a function ``(split, images, labels) ->
+            (images, labels)`` applied to a split on its first read.
+    """
+
+    def __init__(self, arrays, prepare=None):
+        missing = sorted(set(SPLITS) - set(arrays))
+        if missing:
+            raise ValueError(
+                f"SplitArrays needs the arrays of every split {SPLITS}. "
+                f"Missing: {missing}"
+            )
+        self._pending = {split: arrays[split] for split in SPLITS}
+        self._prepare = prepare
+        self._ready = {}
+        # Two threads reading one split must not prepare it twice.
+        self._lock = threading.Lock()
+
+    def __getitem__(self, split):
+        check_choice("split", split, SPLITS)
+        with self._lock:
+            if split not in self._ready:
+                images, labels = self._pending.pop(split)
+                if self._prepare is not None:
+                    images, labels = self._prepare(split, images, labels)
+                self._ready[split] = (images, labels)
+        return self._ready[split]
+
+    def __repr__(self):
+        return f"SplitArrays(ready={sorted(self._ready)})"
