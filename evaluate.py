@@ -39,6 +39,13 @@ def build_parser():
         "--output-dir",
         help="where to write the reports (default: evaluation/ beside the model)",
     )
+    parser.add_argument(
+        "--compare-with",
+        metavar="MODEL",
+        help="another .keras file or SavedModel run on the same images: both "
+        "models' errors, the images only one gets right and the exact McNemar "
+        "p-value, printed and written to metrics.json",
+    )
     data = parser.add_argument_group(
         "data", "the data set to evaluate on, as train.py's flags name it; "
         "unset, a flag takes the run's setting, from the config.json beside the model"
@@ -91,11 +98,14 @@ def main(argv=None):
             split=arguments.split,
             batch_size=arguments.batch_size,
             num_samples=arguments.num_samples,
+            compare_with=arguments.compare_with,
         )
     except (ValueError, FileNotFoundError) as error:
         # Missing data raises the data layer's FileNotFoundError: shown as is.
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(evaluation.format_report(metrics, dataset.class_names))
+    if "comparison" in metrics:
+        print(evaluation.format_comparison(metrics["comparison"]))
     print(f"Reports written to {output_dir}")
     return 0
 

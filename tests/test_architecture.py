@@ -142,10 +142,14 @@ EVALUATION_MODULES = {
     "loading": {"trained_model", "transformer_view"},
     "model_run": set(),
     "metrics": set(),
+    "paired_comparison": set(),
     "reports": set(),
     "sample_picking": set(),
     "transformer_pictures": {"sample_picking"},
-    "evaluate_model": {"loading", "metrics", "reports", "trained_model", "transformer_pictures"},
+    "evaluate_model": {
+        "loading", "metrics", "paired_comparison", "reports", "trained_model",
+        "transformer_pictures",
+    },
 }
 
 

@@ -194,11 +194,23 @@ def test_train_then_evaluate_on_digits(tmp_path, capsys):
     for name in ("model.keras", "history.csv", "config.json"):
         assert (run_dir / name).is_file(), name
     model = "saved_model" if backend == "tensorflow" else "model.keras"
-    code, out, err = run(evaluate.main, ["--model", str(run_dir / model)], capsys)
+    code, out, err = run(
+        evaluate.main,
+        ["--model", str(run_dir / model), "--compare-with", str(run_dir / "model.keras")],
+        capsys,
+    )
     assert code == 0, err
     evaluation_dir = run_dir / "evaluation"
     metrics = json.loads((evaluation_dir / "metrics.json").read_text())
     assert f"/{metrics['num_samples']} (" in out
+    # Compared with itself in another format: no image tells them apart.
+    comparison = metrics["comparison"]
+    assert comparison["other_model"]["path"] == str(run_dir / "model.keras")
+    assert comparison["only_this_correct"] == comparison["only_other_correct"] == 0
+    assert comparison["errors"] == comparison["other_errors"] == (
+        metrics["num_samples"] - metrics["num_correct"]
+    )
+    assert "0 only the other; exact McNemar two-sided p = 1\n" in out
     assert metrics["data"]["name"] == "digits" and metrics["data"]["distortion"] == "rts"
     for name in ("confusion_matrix.csv", "confusion_matrix.png", "misclassified.png", "st_samples.png"):
         assert (evaluation_dir / name).is_file(), name

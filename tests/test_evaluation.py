@@ -363,3 +363,78 @@ def test_an_interrupted_evaluation_keeps_the_previous_reports(tmp_path, keras_fi
     evaluation.evaluate(keras_file, dataset, output, split="val")
     assert json.loads((output / "metrics.json").read_text())["split"] == "val"
     assert [path.name for path in tmp_path.iterdir()] == ["evaluation"]
+
+
+@pytest.mark.parametrize("counts", [(17, 31), (0, 5), (40, 41), (2, 120), (300, 260)])
+def test_exact_mcnemar_p_value_is_the_two_sided_binomial_test(counts):
+    from scipy.stats import binomtest
+
+    expected = binomtest(counts[0], sum(counts), 0.5).pvalue
+    assert evaluation.exact_mcnemar_p_value(*counts) == pytest.approx(expected, rel=1e-9)
+
+
+def test_exact_mcnemar_p_value_by_hand():
+    # Five discordant images, all on one side: 2 * (1/2)**5.
+    assert evaluation.exact_mcnemar_p_value(0, 5) == 0.0625
+    assert evaluation.exact_mcnemar_p_value(5, 0) == 0.0625
+    # An even split, or nothing to tell the models apart: no evidence.
+    assert evaluation.exact_mcnemar_p_value(3, 3) == 1.0
+    assert evaluation.exact_mcnemar_p_value(0, 0) == 1.0
+
+
+@pytest.mark.parametrize("counts", [(-1, 2), (1.5, 2), (3, "4")])
+def test_exact_mcnemar_p_value_refuses_what_is_not_a_count(counts):
+    with pytest.raises(ValueError, match=re.escape(f"only_first_correct={counts[0]!r}")):
+        evaluation.exact_mcnemar_p_value(*counts)
+
+
+def test_compare_predictions_counts_the_images_only_one_model_gets_right():
+    labels = np.array([0, 1, 2, 0, 1])
+    comparison = evaluation.compare_predictions(
+        labels, np.array([0, 1, 0, 0, 2]), np.array([0, 0, 2, 1, 2])
+    )
+    assert comparison == {
+        "errors": 2,
+        "other_errors": 3,
+        "only_this_correct": 2,
+        "only_other_correct": 1,
+        # 2 * P(Binomial(3, 1/2) <= 1) = 2 * 4/8, at most 1.
+        "mcnemar_p_value": 1.0,
+    }
+    with pytest.raises(ValueError, match="Received: 5 labels, 5 and 4 predictions"):
+        evaluation.compare_predictions(labels, labels, labels[:4])
+
+
+def _constant_model(num_classes, shape=(28, 28, 1)):
+    """A `TrainedModel` that predicts class 0 for every image."""
+
+    def predict(images):
+        probabilities = np.zeros((len(images), num_classes), "float32")
+        probabilities[:, 0] = 1.0
+        return probabilities
+
+    return evaluation.TrainedModel(
+        predict=predict, input_shape=shape, num_classes=num_classes,
+        provenance={"path": "constant", "format": "test"},
+    )
+
+
+def test_evaluate_compares_with_another_model_on_the_same_images(tmp_path, keras_file, dataset):
+    metrics = evaluation.evaluate(
+        keras_file, dataset, tmp_path / "eval", compare_with=_constant_model(3)
+    )
+    model = keras.saving.load_model(keras_file)
+    predictions = model.predict(dataset.x_test / 255.0, verbose=0).argmax(-1)
+    expected = evaluation.compare_predictions(
+        dataset.y_test, predictions, np.zeros_like(dataset.y_test)
+    )
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert written["comparison"] == metrics["comparison"] == {
+        "other_model": {"path": "constant", "format": "test"}, **expected
+    }
+    assert expected["other_errors"] == int(np.sum(dataset.y_test != 0))
+    line = evaluation.format_comparison(metrics["comparison"])
+    assert line.startswith(f"Against constant: {expected['errors']} errors against ")
+    with pytest.raises(ValueError, match="The model predicts 5 classes but data set 'tiny' has 3"):
+        evaluation.evaluate(keras_file, dataset, tmp_path / "other", compare_with=_constant_model(5))
+    assert not (tmp_path / "other").exists()

@@ -16,6 +16,8 @@ One job a module:
   a model comes from.
 - ``metrics.py``: loss, accuracies and the confusion matrix.
 - ``reports.py``: ``metrics.json``, the confusion matrix CSV, the text table.
+- ``paired_comparison.py``: two models' predictions of the same images
+  compared image by image (exact McNemar test).
 - ``sample_picking.py``: which images the transformer pictures show.
 - ``transformer_pictures.py``: ``st_samples.png``.
 - ``evaluate_model.py``: `evaluate`, which runs the others in turn.
@@ -29,6 +31,9 @@ from stn_keras.evaluation.metrics import PROBABILITY_EPSILON
 from stn_keras.evaluation.metrics import compute_metrics
 from stn_keras.evaluation.model_run import data_config_for
 from stn_keras.evaluation.model_run import default_output_dir
+from stn_keras.evaluation.paired_comparison import compare_predictions
+from stn_keras.evaluation.paired_comparison import exact_mcnemar_p_value
+from stn_keras.evaluation.paired_comparison import format_comparison
 from stn_keras.evaluation.reports import format_report
 from stn_keras.evaluation.reports import write_confusion_matrix_csv
 from stn_keras.evaluation.reports import write_metrics_json

@@ -14,6 +14,7 @@ from stn_keras import visualization
 from stn_keras.data import as_float_images
 from stn_keras.evaluation.loading import load_trained_model
 from stn_keras.evaluation.metrics import compute_metrics
+from stn_keras.evaluation.paired_comparison import compare_predictions
 from stn_keras.evaluation.reports import write_confusion_matrix_csv
 from stn_keras.evaluation.reports import write_metrics_json
 from stn_keras.evaluation.trained_model import TrainedModel
@@ -64,7 +65,12 @@ def write_reports(output_dir, trained, images, labels, probabilities, metrics, m
     )
 
 
-def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_samples=8):
+def _loaded(model, batch_size):
+    return model if isinstance(model, TrainedModel) else load_trained_model(model, batch_size)
+
+
+def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_samples=8,
+             compare_with=None):
     """Evaluates a trained model on ``split`` of ``dataset``; writes the reports.
 
     The reports are written to a temporary directory beside ``output_dir``
@@ -80,21 +86,33 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
         split: ``"train"``, ``"val"`` or ``"test"``.
         batch_size: images per prediction batch.
         num_samples: images in ``st_samples.png``.
+        compare_with: ``None``, or another model (a path or a
+            `TrainedModel`) run on the same images; ``metrics.json`` then
+            holds a ``"comparison"``: both models' errors, the images only
+            one of them gets right and the exact McNemar p-value (see
+            ``paired_comparison.py``).
 
     Returns:
         The metrics dictionary written to ``metrics.json``.
     """
     images, labels = dataset.split(split)
-    trained = (
-        model_path
-        if isinstance(model_path, TrainedModel)
-        else load_trained_model(model_path, batch_size)
-    )
+    trained = _loaded(model_path, batch_size)
     check_compatible(trained, dataset, split)
+    other = None if compare_with is None else _loaded(compare_with, batch_size)
+    if other is not None:
+        check_compatible(other, dataset, split)
     float_images = as_float_images(images)
     probabilities = np.asarray(trained.predict(float_images), dtype="float32")
     class_names = [str(name) for name in dataset.class_names]
     metrics, matrix = compute_metrics(probabilities, labels, class_names)
+    if other is not None:
+        other_probabilities = np.asarray(other.predict(float_images))
+        metrics["comparison"] = {
+            "other_model": other.provenance,
+            **compare_predictions(
+                labels, probabilities.argmax(-1), other_probabilities.argmax(-1)
+            ),
+        }
     metrics.update(
         {
             "split": split,
