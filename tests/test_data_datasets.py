@@ -183,6 +183,19 @@ def test_split_arrays_prepare_each_split_once_under_threads():
     np.testing.assert_array_equal(splits["val"][0], np.ones(3))
     with pytest.raises(ValueError, match=re.escape("Received: split='dev'")):
         splits["dev"]
+
+    def fails_once(split, images, labels):
+        if not calls.count("failed"):
+            calls.append("failed")
+            raise MemoryError("out of memory")
+        return prepare(split, images, labels)
+
+    # A preparation that fails leaves the split to be prepared on the next read.
+    retried = SplitArrays(arrays, fails_once)
+    with pytest.raises(MemoryError):
+        retried["test"]
+    np.testing.assert_array_equal(retried["test"][0], np.ones(3))
+    assert calls == ["val", "failed", "test"]
     with pytest.raises(ValueError, match=re.escape("Missing: ['test']")):
         SplitArrays({split: arrays[split] for split in ("train", "val")})
 

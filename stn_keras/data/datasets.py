@@ -244,11 +244,11 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
         splits, class_names, extra = _load_mnist_like(
             name, data_dir, val_size, source, reader_options["download"]
         )
-    x_train, y_train = splits[0], splits[1]
     arrays = {
         split: (splits[2 * index], splits[2 * index + 1])
         for index, split in enumerate(SPLITS)
     }
+    x_train, y_train = arrays["train"]
     image_shape = x_train.shape[1:]
     prepare = None
     if distortion is not None:

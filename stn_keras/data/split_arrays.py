@@ -39,9 +39,11 @@ class SplitArrays:
         check_choice("split", split, SPLITS)
         with self._lock:
             if split not in self._ready:
-                images, labels = self._pending.pop(split)
+                images, labels = self._pending[split]
                 if self._prepare is not None:
                     images, labels = self._prepare(split, images, labels)
+                # Dropped only once prepared: a failed preparation can be retried.
+                del self._pending[split]
                 self._ready[split] = (images, labels)
         return self._ready[split]
 
