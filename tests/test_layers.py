@@ -113,6 +113,14 @@ LAYER_CASES = [
         id="coord_conv",
     ),
     pytest.param(
+        layers.PerImageStandardization,
+        {"minimum_stddev": 0.01},
+        random_images((2, 5, 4, 3)),
+        (2, 5, 4, 3),
+        {},
+        id="per_image_standardization",
+    ),
+    pytest.param(
         layers.DepthwiseGradientConv2D,
         {"filters": 4, "kernel_size": 3, "activation": "relu"},
         random_images((2, 7, 6, 1)),
@@ -263,6 +271,22 @@ def test_coord_conv_feeds_coordinates_to_its_convolution(data_format):
     np.testing.assert_allclose(output[1, ..., 1:], expected, atol=1e-6)
     assert layer.compute_output_shape(shape) == (
         (2, 3, 5, 4) if data_format == "channels_last" else (2, 4, 3, 5)
+    )
+
+
+def test_per_image_standardization_matches_numpy_and_zeroes_a_flat_image():
+    images = random_images((3, 6, 5, 2))
+    images[1] = images[1] * 0.05 + 0.9  # a washed-out picture
+    images[2] = 0.4  # flat: below the floor on the divisor
+    expected = images - images.mean(axis=(1, 2, 3), keepdims=True)
+    expected /= np.maximum(expected.std(axis=(1, 2, 3), keepdims=True), 1 / 255)
+    standardized = numpy(layers.PerImageStandardization()(images))
+    np.testing.assert_allclose(standardized, expected, atol=1e-5)
+    np.testing.assert_allclose(standardized[:2].std(axis=(1, 2, 3)), 1, rtol=1e-5)
+    assert np.abs(standardized[2]).max() < 1e-4  # zeros, up to the mean's rounding
+    # Each image is standardised on its own: the others do not matter.
+    np.testing.assert_allclose(
+        numpy(layers.PerImageStandardization()(images[:1])), standardized[:1], atol=1e-6
     )
 
 
@@ -516,6 +540,8 @@ def test_mixed_precision_outputs_are_close_to_float32(dtype_policy):
             ),
             "padding_mode",
         ),
+        (lambda: layers.PerImageStandardization(minimum_stddev=0), "minimum_stddev=0"),
+        (lambda: layers.PerImageStandardization(minimum_stddev="1"), "minimum_stddev='1'"),
     ],
 )
 def test_bad_constructor_arguments_raise(make, message):

@@ -23,6 +23,8 @@ SMOKE_CASES = [
     ("st_cnn", (28, 28, 1), 3, {}),
     ("st_cnn", (28, 28, 2), 3, {"num_transformers": 2}),
     ("compact_st_cnn", (32, 32, 3), 3, {}),
+    ("compact_st_cnn", (32, 32, 3), 3,
+     {"convolutions_per_block": 2, "batch_normalization": True, "standardize_images": True}),
 ]
 
 
@@ -132,6 +134,45 @@ def test_parameter_counts_match_hand_computation():
     fcn = build_model("fcn", (28, 28, 1), 10).count_params()
     st_fcn = build_model("st_fcn", (28, 28, 1), 10).count_params()
     assert abs(st_fcn / fcn - 1) < 0.05
+
+
+def test_compact_st_cnn_blocks_of_batch_normalised_convolutions_count_by_hand():
+    options = {"filters": (8, 16, 32), "dense_units": 20, "localization": (4, 6, 10)}
+    plain = build_model("compact_st_cnn", (32, 32, 3), 5, **options)
+    deep = build_model(
+        "compact_st_cnn", (32, 32, 3), 5, convolutions_per_block=2,
+        batch_normalization=True, standardize_images=True, **options,
+    )
+    # Each block gains a second 3x3 convolution; with batch normalisation no
+    # convolution has a bias and each has 2 scales and offsets (trainable)
+    # and 2 moving statistics (not) per filter. The dense layers and the
+    # transformer are unchanged.
+    def block(inputs, filters):
+        return 9 * inputs * filters + 9 * filters * filters + 2 * 4 * filters
+
+    def plain_block(inputs, filters):
+        return 9 * inputs * filters + filters
+
+    extra = sum(
+        block(inputs, filters) - plain_block(inputs, filters)
+        for inputs, filters in ((3, 8), (8, 16), (16, 32))
+    )
+    assert deep.count_params() == plain.count_params() + extra
+    assert len(deep.non_trainable_weights) == 2 * 6
+    names = [layer.name for layer in deep.layers]
+    assert names[:2] == ["images", "standardization"]
+    assert "conv_2_2_batch_normalization" in names and "conv_1" not in names
+    assert "conv_1" in [layer.name for layer in plain.layers]
+
+
+def test_standardize_images_makes_the_prediction_blind_to_contrast_and_brightness():
+    keras.utils.set_random_seed(0)
+    model = build_model("compact_st_cnn", (32, 32, 3), 4, standardize_images=True)
+    images = random_images((3, 32, 32, 3))
+    np.testing.assert_allclose(
+        model.predict(images * 0.2 + 0.05, verbose=0), model.predict(images, verbose=0),
+        atol=2e-6,
+    )
 
 
 def test_identity_initialised_transformer_passes_the_input_through():
@@ -295,9 +336,13 @@ def test_bad_arguments(arguments, message):
         ("st_fcn", {"localization_convolution": "coordconv"}, "fully connected localisation net"),
         ("st_cnn", {"filterz": 3}, "Unknown option(s) ['filterz'] for model 'st_cnn'"),
         ("st_cnn", {"num_transformers": 0}, "`num_transformers` must be an int >= 1"),
+        ("compact_st_cnn", {"convolutions_per_block": 0}, "`convolutions_per_block` must be an int >= 1"),
+        ("compact_st_cnn", {"batch_normalization": "yes"}, "`batch_normalization` must be a bool"),
+        ("compact_st_cnn", {"standardize_images": 1}, "`standardize_images` must be a bool"),
     ],
 )
 def test_options_that_do_not_fit_the_model(name, options, message):
+    input_shape = (32, 32, 3) if name == "compact_st_cnn" else (28, 28, 1)
     with pytest.raises(ValueError) as error:
-        build_model(name, (28, 28, 1), 10, **options)
+        build_model(name, input_shape, 10, **options)
     assert message in str(error.value)

@@ -9,5 +9,6 @@ from stn_keras.layers.tps_grid_generator import TPSGridGenerator
 from stn_keras.layers.grid_sample import GridSample
 from stn_keras.layers.bilinear_interpolation import BilinearInterpolation
 from stn_keras.layers.coord_conv import CoordConv
+from stn_keras.layers.per_image_standardization import PerImageStandardization
 from stn_keras.layers.depthwise_gradient_conv2d import DepthwiseGradientConv2D
 from stn_keras.layers.spatial_transformer import SpatialTransformer

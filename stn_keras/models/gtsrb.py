@@ -10,18 +10,36 @@ and one on the feature maps before the third convolution (150, 150, 150).
 
 import keras
 
+from stn_keras.layers import PerImageStandardization
 from stn_keras.models import blocks
 from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
+from stn_keras.validation import check_bool
+from stn_keras.validation import check_int
 
 
-def _convolution_block(features, filters, kernel_size, index, padding="valid"):
-    features = keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        padding=padding,
-        activation="relu",
-        name=f"conv_{index}",
-    )(features)
+def _convolution_block(
+    features, filters, kernel_size, index, padding="valid", convolutions=1, batch_normalization=False
+):
+    """``convolutions`` ReLU convolutions, then a 2x2 max pool.
+
+    With ``batch_normalization``, each convolution's output is batch
+    normalised before its ReLU (and the convolution has no bias, which the
+    normalisation's offset replaces). One convolution is named ``conv_{index}``
+    as in the original networks; several, ``conv_{index}_{1, 2, ...}``.
+    """
+    for number in range(1, convolutions + 1):
+        name = f"conv_{index}" if convolutions == 1 else f"conv_{index}_{number}"
+        features = keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            padding=padding,
+            activation=None if batch_normalization else "relu",
+            use_bias=not batch_normalization,
+            name=name,
+        )(features)
+        if batch_normalization:
+            features = keras.layers.BatchNormalization(name=f"{name}_batch_normalization")(features)
+            features = keras.layers.Activation("relu", name=f"{name}_relu")(features)
     return keras.layers.MaxPooling2D(2, padding="same", name=f"pool_{index}")(
         features
     )
@@ -133,13 +151,24 @@ def compact_st_cnn(
     control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     localization_learning_rate_multiplier=1.0,
     dropout=0.0,
+    convolutions_per_block=1,
+    batch_normalization=False,
+    standardize_images=False,
 ):
     """A small ST-CNN for 32x32 colour signs: trains in minutes on a CPU.
 
     The transformer looks at the input through a 2x2 pool and two 5x5
-    convolutions; the classifier has three 3x3 conv + pool blocks, then a
-    dense layer (``dropout``: its rate during training, 0: none).
+    convolutions; the classifier has three blocks of
+    ``convolutions_per_block`` 3x3 convolutions and a 2x2 pool (each
+    convolution batch normalised with ``batch_normalization``), then a
+    dense layer (``dropout``: its rate during training, 0: none). With
+    ``standardize_images``, each image is first scaled to zero mean and unit
+    variance (`PerImageStandardization`), inside the model, so a served
+    model does it too.
     """
+    convolutions_per_block = check_int("convolutions_per_block", convolutions_per_block, 1)
+    batch_normalization = check_bool("batch_normalization", batch_normalization)
+    standardize_images = check_bool("standardize_images", standardize_images)
     options = blocks.TransformerOptions(
         transform,
         localization_convolution,
@@ -149,9 +178,19 @@ def compact_st_cnn(
     )
 
     def features(images):
+        if standardize_images:
+            images = PerImageStandardization(name="standardization")(images)
         features = _transformed(images, localization, options, padding="same")
         for index, count in enumerate(filters, 1):
-            features = _convolution_block(features, count, 3, index, padding="same")
+            features = _convolution_block(
+                features,
+                count,
+                3,
+                index,
+                padding="same",
+                convolutions=convolutions_per_block,
+                batch_normalization=batch_normalization,
+            )
         return features
 
     return blocks.classifier(
