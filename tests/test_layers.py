@@ -275,15 +275,16 @@ def test_coord_conv_feeds_coordinates_to_its_convolution(data_format):
 
 
 def test_per_image_standardization_matches_numpy_and_zeroes_a_flat_image():
-    images = random_images((3, 6, 5, 2))
+    # 32 values a picture, so a flat picture's mean is exact on every backend.
+    images = random_images((3, 4, 4, 2))
     images[1] = images[1] * 0.05 + 0.9  # a washed-out picture
-    images[2] = 0.4  # flat: below the floor on the divisor
+    images[2] = 0.5  # flat: below the floor on the divisor
     expected = images - images.mean(axis=(1, 2, 3), keepdims=True)
     expected /= np.maximum(expected.std(axis=(1, 2, 3), keepdims=True), 1 / 255)
     standardized = numpy(layers.PerImageStandardization()(images))
     np.testing.assert_allclose(standardized, expected, atol=1e-5)
     np.testing.assert_allclose(standardized[:2].std(axis=(1, 2, 3)), 1, rtol=1e-5)
-    assert np.abs(standardized[2]).max() < 1e-4  # zeros, up to the mean's rounding
+    assert not standardized[2].any()
     # Each image is standardised on its own: the others do not matter.
     np.testing.assert_allclose(
         numpy(layers.PerImageStandardization()(images[:1])), standardized[:1], atol=1e-6
