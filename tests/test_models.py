@@ -165,6 +165,24 @@ def test_compact_st_cnn_blocks_of_batch_normalised_convolutions_count_by_hand():
     assert "conv_1" in [layer.name for layer in plain.layers]
 
 
+def test_compact_cnn_is_compact_st_cnn_without_its_transformer():
+    options = {
+        "filters": (8, 16, 32), "dense_units": 20, "convolutions_per_block": 2,
+        "batch_normalization": True, "standardize_images": True,
+    }
+    cnn = build_model("compact_cnn", (32, 32, 3), 5, **options)
+    st_cnn = build_model("compact_st_cnn", (32, 32, 3), 5, localization=(4, 6, 10), **options)
+    assert not has_spatial_transformer("compact_cnn")
+    assert not spatial_transformer_layers(cnn)
+    assert [layer.name for layer in cnn.layers] == [
+        layer.name for layer in st_cnn.layers if layer.name != "transformer"
+    ]
+    # The localisation net on 32x32x3: 2x2 pool -> 16x16, 5x5 conv (same) 3 -> 4,
+    # pool -> 8x8, 5x5 conv 4 -> 6, pool -> 4x4, dense 96 -> 10, regression 10 -> 6.
+    localization = (75 * 4 + 4) + (100 * 6 + 6) + (96 * 10 + 10) + (10 * 6 + 6)
+    assert st_cnn.count_params() == cnn.count_params() + localization
+
+
 def test_standardize_images_makes_the_prediction_blind_to_contrast_and_brightness():
     keras.utils.set_random_seed(0)
     model = build_model("compact_st_cnn", (32, 32, 3), 4, standardize_images=True)
@@ -305,7 +323,7 @@ def test_probabilities_stay_float32_under_mixed_precision():
 
 def test_registry_lists_transformer_models():
     assert set(MODELS) == {
-        "fcn", "cnn", "st_fcn", "st_cnn", "idsia", "st_idsia", "compact_st_cnn",
+        "fcn", "cnn", "st_fcn", "st_cnn", "idsia", "st_idsia", "compact_cnn", "compact_st_cnn",
     }
     assert not has_spatial_transformer("cnn")
     assert has_spatial_transformer("st_idsia")
@@ -339,10 +357,12 @@ def test_bad_arguments(arguments, message):
         ("compact_st_cnn", {"convolutions_per_block": 0}, "`convolutions_per_block` must be an int >= 1"),
         ("compact_st_cnn", {"batch_normalization": "yes"}, "`batch_normalization` must be a bool"),
         ("compact_st_cnn", {"standardize_images": 1}, "`standardize_images` must be a bool"),
+        ("compact_cnn", {"transform": "affine"}, "Model 'compact_cnn' has no spatial transformer, so transform"),
+        ("compact_cnn", {"convolutions_per_block": 0}, "`convolutions_per_block` must be an int >= 1"),
     ],
 )
 def test_options_that_do_not_fit_the_model(name, options, message):
-    input_shape = (32, 32, 3) if name == "compact_st_cnn" else (28, 28, 1)
+    input_shape = (32, 32, 3) if name.startswith("compact") else (28, 28, 1)
     with pytest.raises(ValueError) as error:
         build_model(name, input_shape, 10, **options)
     assert message in str(error.value)

@@ -5,7 +5,8 @@ filter counts of the Moodstocks experiment (``--cnn 150,200,300,350``);
 ``st_idsia`` adds Moodstocks' two spatial transformers (99.61% top-1 on
 GTSRB without augmentation): one on the input (localisation 200, 300, 200)
 and one on the feature maps before the third convolution (150, 150, 150).
-``compact_st_cnn`` is a small ST-CNN that trains in minutes on a CPU.
+``compact_st_cnn`` is a small ST-CNN that trains in minutes on a CPU, and
+``compact_cnn`` the same classifier without its transformer.
 """
 
 import keras
@@ -139,6 +140,65 @@ def st_idsia(
     )
 
 
+def _compact_classifier(
+    name, input_shape, num_classes, transformer, filters, dense_units, dropout,
+    convolutions_per_block, batch_normalization, standardize_images,
+):
+    """The compact models' classifier, after ``transformer`` (None: no transformer)."""
+    convolutions_per_block = check_int("convolutions_per_block", convolutions_per_block, 1)
+    batch_normalization = check_bool("batch_normalization", batch_normalization)
+    standardize_images = check_bool("standardize_images", standardize_images)
+
+    def features(images):
+        if standardize_images:
+            images = PerImageStandardization(name="standardization")(images)
+        if transformer is not None:
+            images = transformer(images)
+        for index, count in enumerate(filters, 1):
+            images = _convolution_block(
+                images,
+                count,
+                3,
+                index,
+                padding="same",
+                convolutions=convolutions_per_block,
+                batch_normalization=batch_normalization,
+            )
+        return images
+
+    return blocks.classifier(
+        name,
+        input_shape,
+        num_classes,
+        features,
+        (dense_units,),
+        dropout=dropout,
+        minimum_size=16,
+    )
+
+
+def compact_cnn(
+    input_shape,
+    num_classes,
+    filters=(32, 64, 128),
+    dense_units=128,
+    dropout=0.0,
+    convolutions_per_block=1,
+    batch_normalization=False,
+    standardize_images=False,
+):
+    """`compact_st_cnn` without its transformer: the baseline it is compared with.
+
+    The same classifier (three blocks of ``convolutions_per_block`` 3x3
+    convolutions and a 2x2 pool, then a dense layer) and the same options,
+    layer for layer, with the images going straight in.
+    """
+    return _compact_classifier(
+        "compact_cnn", input_shape, num_classes, None,
+        filters, dense_units, dropout, convolutions_per_block, batch_normalization, standardize_images,
+    )
+
+
 def compact_st_cnn(
     input_shape,
     num_classes,
@@ -166,9 +226,6 @@ def compact_st_cnn(
     variance (`PerImageStandardization`), inside the model, so a served
     model does it too.
     """
-    convolutions_per_block = check_int("convolutions_per_block", convolutions_per_block, 1)
-    batch_normalization = check_bool("batch_normalization", batch_normalization)
-    standardize_images = check_bool("standardize_images", standardize_images)
     options = blocks.TransformerOptions(
         transform,
         localization_convolution,
@@ -176,29 +233,7 @@ def compact_st_cnn(
         control_shape,
         localization_learning_rate_multiplier,
     )
-
-    def features(images):
-        if standardize_images:
-            images = PerImageStandardization(name="standardization")(images)
-        features = _transformed(images, localization, options, padding="same")
-        for index, count in enumerate(filters, 1):
-            features = _convolution_block(
-                features,
-                count,
-                3,
-                index,
-                padding="same",
-                convolutions=convolutions_per_block,
-                batch_normalization=batch_normalization,
-            )
-        return features
-
-    return blocks.classifier(
-        "compact_st_cnn",
-        input_shape,
-        num_classes,
-        features,
-        (dense_units,),
-        dropout=dropout,
-        minimum_size=16,
+    return _compact_classifier(
+        "compact_st_cnn", input_shape, num_classes, lambda images: _transformed(images, localization, options, padding="same"),
+        filters, dense_units, dropout, convolutions_per_block, batch_normalization, standardize_images,
     )

@@ -19,6 +19,7 @@ MODELS = {
     "st_cnn": mnist.st_cnn,
     "idsia": gtsrb.idsia,
     "st_idsia": gtsrb.st_idsia,
+    "compact_cnn": gtsrb.compact_cnn,
     "compact_st_cnn": gtsrb.compact_st_cnn,
 }
 TRANSFORMER_OPTIONS = ("transform", "localization_convolution", "localization_activation")
