@@ -61,7 +61,7 @@ def test_gtsrb_idsia_models_train_one_step(name):
     assert after < before, (before, after)
 
 
-@pytest.mark.parametrize("name", ["compact_st_cnn", "idsia", "st_idsia"])
+@pytest.mark.parametrize("name", ["cnn", "st_cnn", "compact_cnn", "compact_st_cnn", "idsia", "st_idsia"])
 def test_dropout_drops_in_training_only_and_adds_no_weights(name):
     plain = build_model(name, (32, 32, 3), 5)
     model = build_model(name, (32, 32, 3), 5, dropout=0.5)

@@ -39,14 +39,19 @@ def fcn(input_shape, num_classes, hidden_units=(128, 128, 128)):
     )
 
 
-def cnn(input_shape, num_classes, filters=36, dense_units=50):
-    """Convolutional baseline (36 filters: about the ST-CNN's capacity)."""
+def cnn(input_shape, num_classes, filters=36, dense_units=50, dropout=0.0):
+    """Convolutional baseline (36 filters: about the ST-CNN's capacity).
+
+    ``dropout``: rate after the dense layer during training (0: none; the
+    paper has none).
+    """
     return blocks.classifier(
         "cnn",
         input_shape,
         num_classes,
         lambda images: convolutional_features(images, filters),
         (dense_units,),
+        dropout=dropout,
         minimum_size=24,
     )
 
@@ -111,6 +116,7 @@ def st_cnn(
     transformer_output_size=None,
     control_shape=DEFAULT_TPS_CONTROL_SHAPE,
     localization_learning_rate_multiplier=1.0,
+    dropout=0.0,
 ):
     """ST-CNN: transformer(s) localised on the 2x-downsampled input, then a CNN.
 
@@ -119,7 +125,9 @@ def st_cnn(
     (the layer adds the identity-initialised regression head). With
     ``num_transformers=2`` (the addition task) two transformers look at the
     whole input in parallel and their outputs are concatenated on the channel
-    axis, so each can learn to attend to one digit.
+    axis, so each can learn to attend to one digit. ``dropout``: rate after
+    the classifier's dense layer during training (0: none; the paper has
+    none).
     """
     num_transformers = check_int("num_transformers", num_transformers, 1)
     options = blocks.TransformerOptions(
@@ -159,5 +167,5 @@ def st_cnn(
         return convolutional_features(features, filters)
 
     return blocks.classifier(
-        "st_cnn", input_shape, num_classes, features, (dense_units,), minimum_size=28
+        "st_cnn", input_shape, num_classes, features, (dense_units,), dropout=dropout, minimum_size=28
     )
