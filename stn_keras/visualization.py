@@ -6,6 +6,8 @@ renders with Agg without a display, and matplotlib's global backend, which a
 notebook user may have chosen, is left as it was.
 """
 
+import textwrap
+
 import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
@@ -15,6 +17,10 @@ from stn_keras.ops import make_grid
 from stn_keras.ops import normalized_to_pixel
 
 OUTLINE_COLORS = ("red", "cyan", "yellow", "lime")
+# Characters per title line under a 2-inch picture at font size 8: longer
+# class names (GTSRB's "Right-of-way at the next intersection") would run
+# into the neighbouring titles.
+MISTAKE_TITLE_WIDTH = 28
 
 
 def displayable_images(images):
@@ -241,6 +247,19 @@ def plot_transformer_samples(
     return path
 
 
+def mistake_title(predicted_name, confidence, true_name, width=MISTAKE_TITLE_WIDTH):
+    """The caption of a misclassified image: prediction, confidence, truth.
+
+    Each part is wrapped to lines of at most ``width`` characters.
+    """
+    return "\n".join(
+        (
+            textwrap.fill(f"pred {predicted_name} ({confidence:.2f})", width),
+            textwrap.fill(f"true {true_name}", width),
+        )
+    )
+
+
 def plot_misclassified(
     path, images, predictions, labels, confidences, class_names, limit=24
 ):
@@ -257,7 +276,7 @@ def plot_misclassified(
     wrong = np.flatnonzero(np.asarray(predictions) != np.asarray(labels))[:limit]
     columns = 6
     rows = max(1, int(np.ceil(len(wrong) / columns)))
-    figure = Figure(figsize=(2.0 * columns, 2.3 * rows))
+    figure = Figure(figsize=(2.0 * columns, 2.6 * rows))
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
@@ -269,8 +288,9 @@ def plot_misclassified(
     for axis, index, image in zip(axes.ravel(), wrong, shown):
         _show(axis, image)
         axis.set_title(
-            f"pred {class_names[predictions[index]]} "
-            f"({confidences[index]:.2f})\ntrue {class_names[labels[index]]}",
+            mistake_title(
+                class_names[predictions[index]], confidences[index], class_names[labels[index]]
+            ),
             fontsize=8,
             color="firebrick",
         )

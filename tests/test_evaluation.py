@@ -325,6 +325,16 @@ def test_displayable_images():
     assert shown.min() == 0.0 and shown.max() == 1.0
 
 
+def test_mistake_titles_wrap_long_class_names_and_keep_every_word():
+    title = visualization.mistake_title(
+        "Right-of-way at the next intersection", 0.354, "Beware of ice/snow", width=28
+    )
+    assert title == (
+        "pred Right-of-way at the\nnext intersection (0.35)\ntrue Beware of ice/snow"
+    )
+    assert visualization.mistake_title("7", 0.9, "1") == "pred 7 (0.90)\ntrue 1"
+
+
 def test_outline_points_are_where_the_transformer_samples():
     from scipy import ndimage
 

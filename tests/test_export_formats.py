@@ -117,6 +117,32 @@ def test_int8_keeps_the_transformer_in_float(tmp_path, model, images):
     assert agreement >= 0.9
 
 
+def test_int8_keeps_per_image_standardization_in_float(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from stn_keras.export.formats import export_litert
+    from stn_keras.models import build_model
+
+    model = build_model(
+        "compact_cnn", (16, 16, 3), 3, filters=(4, 4, 4), dense_units=8, standardize_images=True
+    )
+    path = tmp_path / "model_int8.tflite"
+    export_litert(model, path, "int8", calibration=random_images((20, 16, 16, 3), seed=7))
+    interpreter = Interpreter(model_path=str(path))
+    tensors = interpreter.get_tensor_details()
+    standardization, convolutions = set(), set()
+    for op in interpreter._get_ops_details():
+        output = tensors[op["outputs"][0]]
+        dtype = np.dtype(output["dtype"]).name
+        if "standardization" in output["name"]:
+            standardization.add(dtype)
+        elif op["op_name"] == "CONV_2D":
+            convolutions.add(dtype)
+    # The mean, deviation and division stay float; the classifier is int8.
+    assert standardization == {"float32"}
+    assert convolutions == {"int8"}
+
+
 def test_int8_without_calibration_images_is_refused(tmp_path, model):
     from stn_keras.export.formats import export_litert
 

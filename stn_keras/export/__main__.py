@@ -40,7 +40,7 @@ def parse_arguments(argv=None):
         "--quantize", choices=QUANTIZATIONS,
         help="LiteRT only: float16 weights, int8 weights (dynamic_int8), or int8 "
         "weights and activations calibrated on training images, the spatial "
-        "transformers kept in float (int8)",
+        "transformers and per-image standardisation kept in float (int8)",
     )
     parser.add_argument(
         "--output",
