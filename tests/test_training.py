@@ -234,7 +234,8 @@ def test_with_a_moving_average_validation_and_the_best_model_use_the_averages(tm
     for variable, trained in zip(best.trainable_variables, recorder.trained[epoch]):
         variable.assign(trained)
     trained_loss, _ = best.evaluate(images, labels, batch_size=TINY["batch_size"], verbose=0)
-    assert trained_loss != pytest.approx(row["val_loss"], rel=1e-3)
+    # Ten times the tolerance the averages reproduced the row with.
+    assert trained_loss != pytest.approx(row["val_loss"], rel=1e-4)
 
 
 def run_training_script(script, backend=None, **environment):
@@ -439,7 +440,8 @@ def test_data_parallel_over_two_host_devices_matches_one_device(tmp_path):
         """
     )
     completed = run_training_script(
-        script, XLA_FLAGS="--xla_force_host_platform_device_count=2"
+        script,
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     parallel = json.loads((tmp_path / "data_parallel" / "config.json").read_text())
