@@ -89,13 +89,10 @@ def test_weight_quantization_stays_close(tmp_path, model, images, float_litert, 
     assert np.max(np.abs(actual - expected)) <= (1e-3 if quantize == "float16" else 0.1)
 
 
-def test_int8_keeps_the_transformer_in_float(tmp_path, model, images):
+def output_kinds(path, scope):
+    """Per op name of a LiteRT file, the set of (output inside ``scope``, output dtype)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from stn_keras.export.formats import export_litert
-
-    path = tmp_path / "model_int8.tflite"
-    export_litert(model, path, "int8", calibration=random_images((40, 28, 28, 1), seed=6))
     interpreter = Interpreter(model_path=str(path))
     tensors = interpreter.get_tensor_details()
     kinds = {}
@@ -103,8 +100,17 @@ def test_int8_keeps_the_transformer_in_float(tmp_path, model, images):
         if len(op["outputs"]):
             output = tensors[op["outputs"][0]]
             kinds.setdefault(op["op_name"], set()).add(
-                ("transformer" in output["name"], np.dtype(output["dtype"]).name)
+                (scope in output["name"], np.dtype(output["dtype"]).name)
             )
+    return kinds
+
+
+def test_int8_keeps_the_transformer_in_float(tmp_path, model, images):
+    from stn_keras.export.formats import export_litert
+
+    path = tmp_path / "model_int8.tflite"
+    export_litert(model, path, "int8", calibration=random_images((40, 28, 28, 1), seed=6))
+    kinds = output_kinds(path, "transformer")
     # The sampler's gathers and the interpolation run in float32 ...
     assert kinds["GATHER"] == {(True, "float32")}
     assert (True, "float32") in kinds["FLOOR"]
@@ -118,8 +124,6 @@ def test_int8_keeps_the_transformer_in_float(tmp_path, model, images):
 
 
 def test_int8_keeps_per_image_standardization_in_float(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
     from stn_keras.export.formats import export_litert
     from stn_keras.models import build_model
 
@@ -128,19 +132,10 @@ def test_int8_keeps_per_image_standardization_in_float(tmp_path):
     )
     path = tmp_path / "model_int8.tflite"
     export_litert(model, path, "int8", calibration=random_images((20, 16, 16, 3), seed=7))
-    interpreter = Interpreter(model_path=str(path))
-    tensors = interpreter.get_tensor_details()
-    standardization, convolutions = set(), set()
-    for op in interpreter._get_ops_details():
-        output = tensors[op["outputs"][0]]
-        dtype = np.dtype(output["dtype"]).name
-        if "standardization" in output["name"]:
-            standardization.add(dtype)
-        elif op["op_name"] == "CONV_2D":
-            convolutions.add(dtype)
+    kinds = output_kinds(path, "standardization")
     # The mean, deviation and division stay float; the classifier is int8.
-    assert standardization == {"float32"}
-    assert convolutions == {"int8"}
+    assert {dtype for op in kinds.values() for inside, dtype in op if inside} == {"float32"}
+    assert kinds["CONV_2D"] == {(False, "int8")}
 
 
 def test_int8_without_calibration_images_is_refused(tmp_path, model):
@@ -150,8 +145,8 @@ def test_int8_without_calibration_images_is_refused(tmp_path, model):
         export_litert(model, tmp_path / "model.tflite", "int8", calibration=np.zeros((0, 28, 28, 1)))
 
 
-def test_transformer_tensor_names_picks_the_layer_scopes():
-    from stn_keras.export.formats import transformer_tensor_names
+def test_layer_tensor_names_picks_the_layer_scopes():
+    from stn_keras.export.formats import layer_tensor_names
 
     names = [
         "serving_default_images:0",
@@ -162,11 +157,11 @@ def test_transformer_tensor_names_picks_the_layer_scopes():
         "transformer/GatherV2",
         "st_cnn_1/my_transformer_1/add",
     ]
-    assert transformer_tensor_names(names, ["transformer"]) == [names[1], names[2], names[5]]
-    assert transformer_tensor_names(names, ["transformer", "transformer_2"]) == [
+    assert layer_tensor_names(names, ["transformer"]) == [names[1], names[2], names[5]]
+    assert layer_tensor_names(names, ["transformer", "transformer_2"]) == [
         names[1], names[2], names[3], names[5],
     ]
-    assert transformer_tensor_names(names, []) == []
+    assert layer_tensor_names(names, []) == []
 
 
 def test_export_model_writes_each_format_from_a_run_directory(tmp_path, run_dir, images):

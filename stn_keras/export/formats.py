@@ -238,7 +238,7 @@ def _int8(model, calibration, float_transformers):
             names = [layer.name for layer in model.layers if isinstance(layer, PerImageStandardization)]
             if float_transformers:
                 names += [layer.name for layer in spatial_transformer_layers(model)]
-            denylisted = transformer_tensor_names(_tensor_names(debugger.quant_model), names)
+            denylisted = layer_tensor_names(_tensor_names(debugger.quant_model), names)
             debugger.options = tf.lite.experimental.QuantizationDebugOptions(
                 denylisted_nodes=denylisted
             )
@@ -251,7 +251,7 @@ def _tensor_names(model_content):
     return [detail["name"] for detail in Interpreter(model_content=model_content).get_tensor_details()]
 
 
-def transformer_tensor_names(tensor_names, layer_names):
+def layer_tensor_names(tensor_names, layer_names):
     """The tensors, among a converted model's, that the named layers compute.
 
     The converter names a tensor after the TensorFlow ops that produced it,

@@ -233,7 +233,10 @@ def compact_st_cnn(
         control_shape,
         localization_learning_rate_multiplier,
     )
+    def transformer(images):
+        return _transformed(images, localization, options, padding="same")
+
     return _compact_classifier(
-        "compact_st_cnn", input_shape, num_classes, lambda images: _transformed(images, localization, options, padding="same"),
+        "compact_st_cnn", input_shape, num_classes, transformer,
         filters, dense_units, dropout, convolutions_per_block, batch_normalization, standardize_images,
     )
