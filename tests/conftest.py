@@ -15,10 +15,14 @@ from pathlib import Path
 # fit took a third of the time). Entries are keyed by the computation and
 # the jax version, so a stale one is never used. Set before Keras imports
 # JAX; subprocesses inherit it.
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR",
-    str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation_cache"),
-)
+JAX_CACHE_DIR = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax_compilation_cache"
+# One JAX pass writes about 30 MB. Entries of code that has since changed
+# are never read again, so a developer's cache only grows; it is cut back
+# here, oldest first, to JAX_CACHE_MAX_BYTES. (JAX's own bound,
+# JAX_COMPILATION_CACHE_MAX_SIZE, lists the whole directory on every write:
+# quadratic in the suite's ~4,000 entries.)
+JAX_CACHE_MAX_BYTES = 256 * 2**20
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(JAX_CACHE_DIR))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 # The suite's models and batches are tiny, so on JAX compiling, not running,
@@ -40,6 +44,31 @@ import pytest  # noqa: E402
 from stn_keras.ops import sampling  # noqa: E402
 
 BACKEND = keras.backend.backend()
+
+
+def prune_compilation_cache(directory, max_bytes):
+    """Deletes the oldest files of ``directory`` until it holds at most
+    ``max_bytes``; returns how many it deleted."""
+    files = sorted(
+        (path.stat().st_mtime, path.stat().st_size, path)
+        for path in Path(directory).glob("*")
+        if path.is_file()
+    )
+    total = sum(size for _, size, _ in files)
+    deleted = 0
+    for _, size, path in files:
+        if total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted += 1
+    return deleted
+
+
+def pytest_configure(config):
+    # Once per run: in the controlling process, before xdist's workers start.
+    if "PYTEST_XDIST_WORKER" not in os.environ and JAX_CACHE_DIR.is_dir():
+        prune_compilation_cache(JAX_CACHE_DIR, JAX_CACHE_MAX_BYTES)
 
 
 def pytest_collection_modifyitems(config, items):

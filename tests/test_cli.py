@@ -181,9 +181,10 @@ def test_damaged_data_files_are_one_line_errors_of_train_and_evaluate(tmp_path, 
 
 def test_train_then_evaluate_on_digits(tmp_path, capsys):
     run_dir = tmp_path / "run"
+    # The ST-FCN: the lightest model with a transformer (st_samples.png needs one).
     code, out, err = run(
         train.main,
-        ["--dataset", "digits", "--distortion", "rts", "--model", "st_cnn",
+        ["--dataset", "digits", "--distortion", "rts", "--model", "st_fcn",
          "--epochs", "1", "--learning-rate", "0.002",
          "--verbose", "0", "--output-dir", str(run_dir)],
         capsys,
