@@ -50,9 +50,10 @@ def prune_compilation_cache(directory, max_bytes):
     """Deletes the oldest files of ``directory`` until it holds at most
     ``max_bytes``; returns how many it deleted."""
     files = sorted(
-        (path.stat().st_mtime, path.stat().st_size, path)
+        (status.st_mtime, status.st_size, path)
         for path in Path(directory).glob("*")
         if path.is_file()
+        for status in (path.stat(),)
     )
     total = sum(size for _, size, _ in files)
     deleted = 0
