@@ -148,11 +148,54 @@ def test_options_are_merged_over_the_defaults():
         ({"brightness_range": -0.1}, "brightness_range=-0.1"),
         ({"contrast_range": (-1, 1)}, "contrast_range"),
         ({"padding_mode": "wrap"}, "padding_mode"),
+        ({"elastic_noise_std": -1}, "elastic_noise_std=-1"),
+        ({"elastic_noise_std": float("nan")}, "elastic_noise_std"),
+        ({"elastic_control_shape": (1, 4)}, "elastic_control_shape"),
+        ({"elastic_control_shape": 4}, "elastic_control_shape"),
     ],
 )
 def test_bad_options_are_refused_with_their_name(options, message):
     with pytest.raises(ValueError, match=message):
         augment(random_images((1, 16, 16, 3), dtype="uint8"), **options)
+
+
+def test_a_vanishing_elastic_jitter_is_the_affine_pose():
+    # A thin-plate spline reproduces an affine map exactly: with control
+    # points moved by next to nothing, the spline path samples the pose the
+    # affine path does.
+    images = random_images(IMAGES_SHAPE, dtype="uint8").astype(np.float32) / 255.0
+    pose = {"rotation_range": (-30, 30), "scale_range": (0.8, 1.2), "translation_range": 0.1}
+    affine = augment(images, seed=7, **pose)
+    spline = augment(images, seed=7, **pose, elastic_noise_std=1e-9)
+    np.testing.assert_allclose(spline, affine, atol=1e-4)
+
+
+def test_elastic_jitter_moves_each_control_point_by_its_drawn_pixels():
+    # On identity pose, the spline through the control points moved by the
+    # drawn offsets is what the distortion module's TPS warp samples.
+    images = random_images((3, 12, 12, 1), dtype="uint8").astype(np.float32) / 255.0
+    options = check_augmentation_options(
+        {**IDENTITY, "elastic_noise_std": 1.5, "elastic_control_shape": (3, 3), "padding_mode": "zeros"}
+    )
+    drawn = draw_augmentation(np.random.default_rng([2]), 3, (12, 12), options)
+    offsets = drawn["control_point_offsets"]
+    assert offsets.shape == (3, 9, 2)
+    # Offsets in pixels, normalised as the sampler expects: 2 / 12 per pixel.
+    expected = warp(images, "tps", (offsets * 2.0 / 12.0).reshape(3, -1), (12, 12), (3, 3))
+    output = augment(images, seed=[2], **options)
+    np.testing.assert_allclose(output, expected, atol=1e-6)
+    assert not np.allclose(output, images, atol=1e-2)
+
+
+def test_elastic_jitter_leaves_the_other_draws_of_a_seed_alone():
+    rng_options = check_augmentation_options({})
+    plain = draw_augmentation(np.random.default_rng(4), 5, (16, 16), rng_options)
+    jittered = draw_augmentation(
+        np.random.default_rng(4), 5, (16, 16), {**rng_options, "elastic_noise_std": 1.0}
+    )
+    assert "control_point_offsets" not in plain
+    for name, values in plain.items():
+        np.testing.assert_array_equal(jittered[name], values)
 
 
 def test_options_must_be_a_mapping():

@@ -6,11 +6,13 @@ afresh for every training batch so that a model that would memorise a small
 data set (GTSRB's 1,300 physical signs) sees new pictures of them instead.
 
 Each image is rotated, scaled and shifted about its centre by a random
-affine map, sampled bilinearly with the library's own grid generator and
-sampler, with ``padding_mode="border"`` by default so no black corners
-appear; then its contrast and brightness are jittered. Everything is drawn
-in numpy from ``seed`` before sampling: the same seed gives the same
-pictures on every backend. No flips: they change a sign's meaning.
+affine map, optionally bent by a small random thin-plate spline (elastic
+jitter: new handwriting of the same digit), sampled bilinearly once with
+the library's own grid generator and sampler, with ``padding_mode="border"``
+by default so no black corners appear; then its contrast and brightness are
+jittered. Everything is drawn in numpy from ``seed`` before sampling: the
+same seed gives the same pictures on every backend. No flips: they change a
+sign's meaning.
 """
 
 import numpy as np
@@ -18,8 +20,11 @@ import numpy as np
 from stn_keras.data.placement import placement_parameters
 from stn_keras.data.warping import sampler_compilation
 from stn_keras.data.warping import warp
+from stn_keras.ops import DEFAULT_TPS_CONTROL_SHAPE
 from stn_keras.ops import check_padding_mode
+from stn_keras.ops import tps_control_points
 from stn_keras.validation import check_image_batch
+from stn_keras.validation import check_int_pair
 from stn_keras.validation import check_number
 from stn_keras.validation import check_number_pair
 
@@ -32,6 +37,9 @@ AUGMENTATION_DEFAULTS = {
     "brightness_range": 0.1,
     "contrast_range": (0.7, 1.3),
     "padding_mode": "border",
+    # No elastic jitter unless asked for: a sign's shape is its meaning.
+    "elastic_noise_std": 0.0,
+    "elastic_control_shape": DEFAULT_TPS_CONTROL_SHAPE,
 }
 
 
@@ -46,6 +54,10 @@ _CHECKS = {
     "brightness_range": _fraction,
     "contrast_range": lambda name, value: check_number_pair(name, value, 0),
     "padding_mode": lambda name, value: check_padding_mode(value),
+    "elastic_noise_std": lambda name, value: check_number(name, value, 0),
+    "elastic_control_shape": lambda name, value: check_int_pair(
+        name, value, 2, "rows, columns of the control lattice"
+    ),
 }
 
 
@@ -82,12 +94,15 @@ def draw_augmentation(rng, count, image_shape, options):
     Returns a dict of arrays, one value per image: ``angle`` (degrees,
     counter-clockwise), ``scale``, ``shift_x``, ``shift_y`` (pixels),
     ``contrast`` (factor about the image's mean) and ``brightness``
-    (added, as a fraction of full scale).
+    (added, as a fraction of full scale); with a positive
+    ``elastic_noise_std``, also ``control_point_offsets`` ``(N, K, 2)``:
+    the Gaussian move of each thin-plate-spline control point as
+    ``(dx, dy)`` pixels.
     """
     height, width = image_shape
     translation = options["translation_range"]
     brightness = options["brightness_range"]
-    return {
+    drawn = {
         "angle": rng.uniform(*options["rotation_range"], size=count),
         "scale": rng.uniform(*options["scale_range"], size=count),
         "shift_x": rng.uniform(-translation, translation, size=count) * width,
@@ -95,6 +110,31 @@ def draw_augmentation(rng, count, image_shape, options):
         "contrast": rng.uniform(*options["contrast_range"], size=count),
         "brightness": rng.uniform(-brightness, brightness, size=count),
     }
+    # Drawn last and only when asked for, so the other draws of a seed are
+    # the same with or without the jitter.
+    if options["elastic_noise_std"] > 0:
+        rows, columns = options["elastic_control_shape"]
+        drawn["control_point_offsets"] = rng.normal(
+            0.0, options["elastic_noise_std"], size=(count, rows * columns, 2)
+        )
+    return drawn
+
+
+def elastic_offsets(theta, control_point_offsets, image_shape, control_shape):
+    """Thin-plate-spline offsets ``(N, 2K)``: an affine map, then a jitter.
+
+    A thin-plate spline reproduces affine maps exactly, so the spline whose
+    control points ``c`` move to ``theta(c)`` plus the jitter (pixels,
+    ``(N, K, 2)``) is the affine pose followed by a smooth bend: one
+    sampling for both.
+    """
+    height, width = image_shape
+    control = tps_control_points(control_shape)
+    matrices = np.asarray(theta, np.float64).reshape(-1, 2, 3)
+    posed = np.einsum("nij,kj->nki", matrices[..., :2], control) + matrices[:, None, :, 2]
+    pixels_to_normalised = np.array([2.0 / width, 2.0 / height])
+    offsets = posed - control + control_point_offsets * pixels_to_normalised
+    return offsets.reshape(len(matrices), -1)
 
 
 def adjust_lighting(images, contrast, brightness):
@@ -137,7 +177,10 @@ def augment(images, seed=0, compile_sampler=None, **options):
             offset, as a fraction of full scale), ``contrast_range``
             (factors about each image's mean), ``padding_mode`` (what is
             seen beyond the edge: ``"border"``, ``"zeros"`` or
-            ``"reflection"``).
+            ``"reflection"``), ``elastic_noise_std`` (std in pixels of the
+            random move of each thin-plate-spline control point; 0, the
+            default, bends nothing), ``elastic_control_shape`` (rows,
+            columns of that control lattice over the image).
 
     Returns:
         The augmented images, same shape and dtype.
@@ -164,6 +207,14 @@ def augment(images, seed=0, compile_sampler=None, **options):
         image_shape,
         image_shape,
     )
+    padding_mode = options["padding_mode"]
     with sampler_compilation(compile_sampler):
-        posed = warp(images, "affine", theta, image_shape, padding_mode=options["padding_mode"])
+        if "control_point_offsets" in drawn:
+            control_shape = options["elastic_control_shape"]
+            offsets = elastic_offsets(
+                theta, drawn["control_point_offsets"], image_shape, control_shape
+            )
+            posed = warp(images, "tps", offsets, image_shape, control_shape, padding_mode)
+        else:
+            posed = warp(images, "affine", theta, image_shape, padding_mode=padding_mode)
     return adjust_lighting(posed, drawn["contrast"], drawn["brightness"])
