@@ -163,6 +163,21 @@ def test_loading_a_distorted_data_set_distorts_no_split_until_one_is_read():
     assert repr(dataset.splits) == "SplitArrays(ready=['val'])"
 
 
+def test_undistorted_split_is_the_split_before_its_distortion():
+    distorted = load_dataset("digits", distortion="rts", val_size=20)
+    plain = load_dataset("digits", val_size=20)
+    images, labels = distorted.undistorted_split("test")
+    np.testing.assert_array_equal(images, plain.x_test)
+    np.testing.assert_array_equal(labels, plain.y_test)
+    # Reading it distorts nothing; reading the split does, and keeps both.
+    assert repr(distorted.splits) == "SplitArrays(ready=[])"
+    assert distorted.x_test.shape[1:] == (42, 42, 1)
+    np.testing.assert_array_equal(distorted.undistorted_split("test")[0], plain.x_test)
+    np.testing.assert_array_equal(plain.undistorted_split("val")[0], plain.x_val)
+    with pytest.raises(ValueError, match=re.escape("Received: split='dev'")):
+        distorted.undistorted_split("dev")
+
+
 def test_split_arrays_prepare_each_split_once_under_threads():
     import threading
 

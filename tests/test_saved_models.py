@@ -78,14 +78,7 @@ def _checked_images(config, split):
     run's distortion parameters): distorting a whole 10,000-image split took
     most of this test's time on JAX."""
     dataset = load_data(config)
-    undistorted = dataset
-    if dataset.distortion is not None:
-        reader_options = {
-            key: value for key, value in config["data_options"].items()
-            if key not in dataset.distortion_parameters
-        }
-        undistorted = load_data({**config, "distortion": None, "data_options": reader_options})
-    images, labels = undistorted.split(split)
+    images, labels = dataset.undistorted_split(split)
     chosen = np.linspace(0, len(images) - 1, CHECKED_IMAGES).astype("int64")
     images, labels = images[chosen], labels[chosen]
     if dataset.distortion is None:

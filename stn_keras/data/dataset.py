@@ -55,7 +55,23 @@ class Dataset:
             ValueError: an unknown split, or an empty one (for example the
                 GTSRB test split when its archives are absent).
         """
-        images, labels = self.splits[split]
+        return self._nonempty(split, self.splits[split])
+
+    def undistorted_split(self, split):
+        """``(images, labels)`` of a split before its distortion.
+
+        The same images as :meth:`split` for a data set without one. With
+        ``distortion_parameters``, distorting a subset of them gives fresh
+        distortions of the same digits (the fixed ones need the whole
+        split's seed), without distorting the whole split first.
+
+        Raises:
+            ValueError: an unknown split, or an empty one.
+        """
+        return self._nonempty(split, self.splits.unprepared(split))
+
+    def _nonempty(self, split, arrays):
+        images, labels = arrays
         if len(images) == 0:
             raise ValueError(
                 f"The {split} split of {self.name!r} is empty. "

@@ -29,7 +29,9 @@ class SplitArrays:
                 f"SplitArrays needs the arrays of every split {SPLITS}. "
                 f"Missing: {missing}"
             )
-        self._pending = {split: arrays[split] for split in SPLITS}
+        # Kept after preparation: the undistorted digits are small beside
+        # the models that read them, and evaluation needs them.
+        self._unprepared = {split: arrays[split] for split in SPLITS}
         self._prepare = prepare
         self._ready = {}
         # Two threads reading one split must not prepare it twice.
@@ -39,13 +41,16 @@ class SplitArrays:
         check_choice("split", split, SPLITS)
         with self._lock:
             if split not in self._ready:
-                images, labels = self._pending[split]
+                images, labels = self._unprepared[split]
                 if self._prepare is not None:
                     images, labels = self._prepare(split, images, labels)
-                # Dropped only once prepared: a failed preparation can be retried.
-                del self._pending[split]
                 self._ready[split] = (images, labels)
         return self._ready[split]
+
+    def unprepared(self, split):
+        """The ``(images, labels)`` of ``split`` as given, before ``prepare``."""
+        check_choice("split", split, SPLITS)
+        return self._unprepared[split]
 
     def __repr__(self):
         return f"SplitArrays(ready={sorted(self._ready)})"
