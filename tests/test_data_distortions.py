@@ -205,3 +205,14 @@ def test_images_must_be_a_batch():
         distort(np.zeros((28, 28)), "rts")
     with pytest.raises(ValueError, match="`labels` must have one entry per image"):
         distort(np.zeros((2, 28, 28, 1)), "rts", labels=[1])
+
+
+@pytest.mark.parametrize("distortion", DISTORTIONS)
+def test_an_empty_split_distorts_to_an_empty_array_of_the_distorted_shape(digits, distortion):
+    # An empty validation split (val_size=0) is distorted like any other.
+    images, labels = digits
+    full = distort(images[:2], distortion, labels=labels[:2])
+    empty = distort(images[:0], distortion, labels=labels[:0])
+    assert empty.images.shape == (0, *full.images.shape[1:])
+    assert empty.images.dtype == full.images.dtype
+    assert empty.labels.shape == (0, *full.labels.shape[1:])

@@ -75,6 +75,6 @@ def elastic(images, rng, scale_range=(0.75, 1.0), control_point_noise_std=1.5,
         + control_point_offsets * pixels_to_normalised
     )
     output = warp(
-        images, "tps", offsets.reshape(count, -1), (height, width), control_shape
+        images, "tps", offsets.reshape(count, 2 * len(control)), (height, width), control_shape
     )
     return output, {"scale": scale, "control_point_offsets": control_point_offsets}

@@ -109,7 +109,7 @@ def cluttered(images, rng, canvas_size=60, num_clutter_patches=6, clutter_patch_
         or size > min(source.shape[1:3])
         or source.ndim != 4
         or source.shape[-1] != images.shape[-1]
-        or len(source) == 0
+        or (len(source) == 0 and len(images))
     ):
         raise ValueError(
             "`clutter_patch_size` must be an int from 1 to the clutter images' "

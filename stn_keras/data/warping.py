@@ -106,7 +106,7 @@ def warp(images, transform, theta, output_size, control_shape=DEFAULT_TPS_CONTRO
         padding_mode,
     )
     theta = np.asarray(theta, dtype=np.float32)
-    chunk = min(CHUNK_SIZE, count)
+    chunk = max(min(CHUNK_SIZE, count), 1)  # 1 lets an empty input loop zero times
     outputs = []
     for start in range(0, count, chunk):
         images_chunk = images[start : start + chunk]
