@@ -17,7 +17,9 @@ from stn_keras.settings import OPTIONS
 from stn_keras.settings import load_data
 
 # The data settings of the model's run that an evaluation may override.
-DATA_FLAGS = ("dataset", "distortion", "data_dir", "seed", "val_size", "image_size")
+DATA_FLAGS = (
+    "dataset", "distortion", "data_dir", "seed", "test_seed", "val_size", "image_size"
+)
 
 
 def build_parser():

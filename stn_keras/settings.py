@@ -40,6 +40,7 @@ DATA_SETTINGS = (
     "distortion",
     "data_dir",
     "seed",
+    "test_seed",
     "val_size",
     "image_size",
     "data_options",
@@ -308,7 +309,18 @@ class RunSettings:
         "(0: never)",
         _at_least(0),
     )
-    seed: int = _setting(0, "seed of the data split, initialisation and shuffling", _at_least(0))
+    seed: int = _setting(
+        0,
+        "seed of the data split, the training and validation distortions, "
+        "initialisation and shuffling",
+        _at_least(0),
+    )
+    test_seed: int = _setting(
+        0,
+        "seed of the test split's distortion, apart from --seed so that runs "
+        "of every seed are measured on the same test images",
+        _at_least(0),
+    )
     data_dir: str | None = _setting(
         None,
         "data directory; unset: STN_DATA_DIR or the data layer's default",
@@ -324,7 +336,8 @@ class RunSettings:
     val_size: int | float | None = _setting(
         None,
         "validation images held out of training, a count or a fraction; "
-        "unset: the data layer's default",
+        "unset: the data layer's default; 0: train on all of them and keep "
+        "the last epoch's model",
         _optional(_val_size),
         flag_type=count_or_fraction,
     )
@@ -571,6 +584,7 @@ def dataset_arguments(values):
         "distortion": settings["distortion"],
         "data_dir": settings["data_dir"],
         "seed": settings["seed"],
+        "test_seed": settings["test_seed"],
         "val_size": settings["val_size"],
         "image_size": settings["image_size"],
         **download,

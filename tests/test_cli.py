@@ -101,9 +101,12 @@ def test_evaluate_data_flags_are_trains_from_the_settings_schema(capsys):
         default = "the run's" if option.default is None else f"the run's, or {option.default}"
         assert f"{flag} {name.upper()} {option.help} (default: {default})" in evaluate_text, flag
     arguments = evaluate.build_parser().parse_args(
-        ["--model", "m.keras", "--seed", "3", "--val-size", "0.1", "--image-size", "20"]
+        ["--model", "m.keras", "--seed", "3", "--test-seed", "5", "--val-size", "0.1",
+         "--image-size", "20"]
     )
-    assert (arguments.seed, arguments.val_size, arguments.image_size) == (3, 0.1, 20)
+    assert (arguments.seed, arguments.test_seed, arguments.val_size, arguments.image_size) == (
+        3, 5, 0.1, 20
+    )
     assert arguments.dataset is None and arguments.distortion is None  # the run's
 
 

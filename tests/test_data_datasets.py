@@ -120,9 +120,18 @@ def test_distorted_splits_are_fixed_per_seed():
     again = load_dataset("digits", distortion="rts", val_size=20)
     other = load_dataset("digits", distortion="rts", val_size=20, seed=1)
     assert first.image_shape == (42, 42, 1)
-    np.testing.assert_array_equal(first.x_test, again.x_test)
-    assert not np.array_equal(first.x_test, other.x_test)
-    np.testing.assert_array_equal(first.y_test, other.y_test)
+    for split in ("x_train", "x_val", "x_test"):
+        np.testing.assert_array_equal(getattr(first, split), getattr(again, split))
+    # The seed draws other training and validation distortions; the test
+    # split's follows test_seed, so runs of every seed meet the same test set.
+    assert not np.array_equal(first.x_train, other.x_train)
+    assert not np.array_equal(first.x_val, other.x_val)
+    np.testing.assert_array_equal(first.x_test, other.x_test)
+    independent = load_dataset("digits", distortion="rts", val_size=20, seed=1, test_seed=1)
+    assert not np.array_equal(first.x_test, independent.x_test)
+    np.testing.assert_array_equal(first.y_test, independent.y_test)
+    np.testing.assert_array_equal(other.x_train, independent.x_train)
+    assert independent.source["test_seed"] == 1 and other.source["test_seed"] == 0
     assert first.x_train_undistorted.shape[1:] == (28, 28, 1)
     assert first.distortion_parameters["canvas_size"] == 42
     assert first.source["distortion_parameters"]["rotation_range"] == [-45.0, 45.0]
@@ -310,3 +319,9 @@ def test_a_damaged_mnist_file_is_named_with_what_to_do(tmp_path, damage, capsys)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err == f"python -m stn_keras.data: error: {message}\n"
+
+
+def test_a_distorted_data_set_without_a_validation_split():
+    dataset = load_dataset("digits", distortion="rts", val_size=0)
+    assert dataset.x_val.shape == (0, 42, 42, 1) and dataset.y_val.shape == (0,)
+    assert len(dataset.x_train) == 1437

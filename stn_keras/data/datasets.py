@@ -178,15 +178,15 @@ def _check_request(name, distortion, data_dir, image_size, source):
         )
 
 
-def _split_distorter(distortion, seed, distortion_options):
+def _split_distorter(distortion, seed, test_seed, distortion_options):
     """The ``prepare`` of :class:`SplitArrays` distorting each split once,
-    with a seed of its own."""
+    with a seed of its own; the test split's follows ``test_seed``."""
 
     def distort_split(split, images, labels):
         result = distort(
             images,
             distortion,
-            seed=[seed, _SPLIT_SEED[split]],
+            seed=[test_seed if split == "test" else seed, _SPLIT_SEED[split]],
             labels=labels,
             **distortion_options,
         )
@@ -203,7 +203,7 @@ def _distorted_image_shape(images, labels, distortion, distortion_options):
 
 
 def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
-                 image_size=None, source="auto", **options):
+                 image_size=None, source="auto", test_seed=0, **options):
     """Loads a data set, split and optionally distorted.
 
     Args:
@@ -215,7 +215,8 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
             first read (its parameters are checked here).
         data_dir: the data directory (else ``STN_DATA_DIR``, else
             ``~/.keras/datasets``).
-        seed: seed of the distortions and of the GTSRB track split.
+        seed: seed of the training and validation distortions and of the
+            GTSRB track split.
         val_size: validation images carved from the training set: an int
             count or a float fraction; ``None`` for the data set's default
             (10,000 for MNIST and Fashion-MNIST, 180 for digits, 10% of the
@@ -224,6 +225,9 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
             ``digits`` (default 28); MNIST and Fashion-MNIST are 28 only.
         source: ``"auto"``; for MNIST and Fashion-MNIST also ``"idx"`` and
             ``"tfds"`` (tensorflow_datasets).
+        test_seed: seed of the test split's distortion. Apart from ``seed``
+            so that runs of every seed are measured on the same test images;
+            another value draws an independent distorted test set.
         **options: reader options (``download``; for GTSRB also
             ``crop_to_roi``, ``on_error``, ``require_test``, ``cache``) and
             the distortion's parameters (see ``distortion_parameters``).
@@ -252,7 +256,7 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
     image_shape = x_train.shape[1:]
     prepare = None
     if distortion is not None:
-        prepare = _split_distorter(distortion, seed, distortion_options)
+        prepare = _split_distorter(distortion, seed, test_seed, distortion_options)
         image_shape = _distorted_image_shape(x_train, y_train, distortion, distortion_options)
     if distortion == "addition":
         class_names = [str(total) for total in range(2 * len(class_names) - 1)]
@@ -261,6 +265,7 @@ def load_dataset(name, distortion=None, data_dir=None, seed=0, val_size=None,
         "distortion": distortion,
         "distortion_parameters": _json_safe(distortion_options),
         "seed": seed,
+        "test_seed": test_seed,
         "val_size": val_size,
         "image_size": image_size,
         "source": source,
