@@ -373,7 +373,7 @@ def summarise_run(runs_dir, name, record):
     rows = run_dir.read_history()
     epochs_done = _backed_up_epochs(run_dir) if run_dir.has_backup() else len(rows)
     rows = rows[:epochs_done]
-    monitor = "val_accuracy" if rows and rows[0].get("val_accuracy") is not None else "accuracy"
+    monitor = "val_accuracy" if rows and rows[0].get("val_accuracy") is not None else None
     best, best_epoch_number = best_epoch(rows, monitor)
     train_images = run_record.get("data", {}).get("split_sizes", {}).get("train")
     steps_per_epoch = (
@@ -441,7 +441,7 @@ def summary_markdown(summaries, header):
              "seconds | images/s | device |", "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for run in summaries:
         best = (
-            f"{run['monitor']} {run['best']:.4f} ({run['best_epoch']})"
+            f"{run['monitor'] or 'last epoch, accuracy'} {run['best']:.4f} ({run['best_epoch']})"
             if run["best"] is not None
             else "-"
         )

@@ -250,10 +250,16 @@ def _history_value(key, text):
 
 
 def best_epoch(rows, monitor):
-    """``(best value of monitor, its 1-based epoch)`` over history rows.
+    """``(value, 1-based epoch)`` of the epoch whose model a run keeps.
 
-    ``(None, 0)`` when no row has a value of ``monitor``.
+    With ``monitor`` (a metric to maximise, ``"val_accuracy"``), the first
+    epoch to reach its best value; ``(None, 0)`` when no row has a value of
+    it. With ``monitor=None`` (a run without a validation split, which has
+    nothing held out to choose on), the last epoch and its training
+    ``accuracy``; ``(None, 0)`` without rows.
     """
+    if monitor is None:
+        return (rows[-1].get("accuracy"), rows[-1]["epoch"] + 1) if rows else (None, 0)
     best, epoch = None, 0
     for row in rows:
         value = row.get(monitor)

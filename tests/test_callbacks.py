@@ -41,6 +41,18 @@ def test_keeps_the_best_epoch_only(tmp_path):
     assert [entry.name for entry in tmp_path.iterdir()] == ["model.keras"]
 
 
+def test_without_a_monitor_every_epoch_replaces_the_model(tmp_path):
+    path = tmp_path / "model.keras"
+    model = small_model(0.0)
+    checkpoint = BestModelCheckpoint(path, monitor=None)
+    checkpoint.set_model(model)
+    for epoch, (accuracy, weight) in enumerate([(0.9, 1.0), (0.5, 2.0)]):
+        model.get_layer("dense").set_weights([np.full((2, 1), weight, "float32"), np.zeros(1)])
+        checkpoint.on_epoch_end(epoch, {"accuracy": accuracy})
+        # A worse training accuracy does not keep the earlier epoch.
+        assert saved_value(path) == weight
+
+
 def test_a_resumed_run_must_beat_its_earlier_best(tmp_path):
     path = tmp_path / "model.keras"
     checkpoint = BestModelCheckpoint(path, monitor="loss", mode="min", initial_value_threshold=0.2)

@@ -134,3 +134,7 @@ def test_history_without_validation_values(tmp_path):
     assert rows[1] == {"epoch": 1, "accuracy": 0.6, "loss": 0.9, "val_accuracy": None, "val_loss": None}
     assert best_epoch(rows, "val_accuracy") == (None, 0)
     assert best_epoch(rows, "accuracy") == (0.6, 2)
+    rows.append({"epoch": 2, "accuracy": 0.5, "loss": 0.95, "val_accuracy": None, "val_loss": None})
+    # Without a monitor (no validation split), the last epoch is the kept one.
+    assert best_epoch(rows, None) == (0.5, 3)
+    assert best_epoch([], None) == (None, 0)

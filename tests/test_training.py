@@ -57,6 +57,15 @@ class SendSignalMidEpoch(keras.callbacks.Callback):
             os.kill(os.getpid(), self.signal_number)
 
 
+class LastEpochWeights(keras.callbacks.Callback):
+    """Keeps a copy of the model's weights at the end of each epoch."""
+
+    weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights = self.model.get_weights()
+
+
 def backed_up_epoch(run_dir):
     """The newest epoch in the run's backup."""
     return json.loads((run_dir / "backup" / "state.json").read_text())["backups"][0]["epoch"]
@@ -579,12 +588,22 @@ def test_online_distortion_resumes_to_the_uninterrupted_result(tmp_path, online_
     ).read_text()
 
 
-def test_without_a_validation_split_the_run_keeps_the_best_training_accuracy(tmp_path):
+def test_early_stopping_without_a_validation_split_is_refused_before_anything_is_written(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"no validation split\. Set val_size above 0 .*"
+                       r"early_stopping_patience=2"):
+        training.train(tiny_settings(run_dir, early_stopping_patience=2), tiny_dataset(val=0))
+    assert not run_dir.exists() or not any(run_dir.iterdir())
+
+
+def test_without_a_validation_split_the_run_keeps_its_last_epoch(tmp_path):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
+        last_epoch = LastEpochWeights()
         result = training.train(
             tiny_settings(tmp_path / "run", epochs=2, model="cnn", mixed_precision="off"),
             tiny_dataset(val=0),
+            callbacks=[last_epoch],
         )
         # The caller's policy comes back, whatever the run used.
         assert keras.config.dtype_policy().name == "mixed_bfloat16"
@@ -592,9 +611,13 @@ def test_without_a_validation_split_the_run_keeps_the_best_training_accuracy(tmp
         keras.mixed_precision.set_global_policy("float32")
     rows = RunDirectory(result.run_dir).read_history()
     assert [row["val_accuracy"] for row in rows] == [None, None]  # Keras writes NA
-    best = max(row["accuracy"] for row in rows)
-    assert result.monitor == "accuracy" and result.best_accuracy == pytest.approx(best)
-    assert "best accuracy " in result.summary() and "val_accuracy" not in result.summary()
+    assert result.monitor is None and result.best_epoch == 2
+    assert result.best_accuracy == pytest.approx(rows[-1]["accuracy"])
+    assert "kept the last epoch (2)" in result.summary()
+    assert "val_accuracy" not in result.summary()
+    kept = keras.saving.load_model(result.run_dir / "model.keras")
+    for kept_weights, last_weights in zip(kept.get_weights(), last_epoch.weights, strict=True):
+        np.testing.assert_array_equal(kept_weights, last_weights)
     assert json.loads((result.run_dir / "config.json").read_text())["finished"] is True
 
 

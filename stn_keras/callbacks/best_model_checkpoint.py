@@ -21,7 +21,10 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
     Args:
         path: the ``.keras`` file to keep the best model in.
-        monitor: the metric of the epoch logs to maximise (or minimise).
+        monitor: the metric of the epoch logs to maximise (or minimise), or
+            ``None`` to keep the last epoch's model (for a run without a
+            validation split: choosing among epochs on training metrics
+            would choose on the data the model was fitted to).
         mode: ``"max"`` or ``"min"``.
         initial_value_threshold: the value to beat (a resumed run's best),
             or ``None``.
@@ -40,14 +43,15 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         return value > self.best if self.mode == "max" else value < self.best
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None:
-            raise ValueError(
-                f"Cannot keep the best model: the epoch logs have no "
-                f"{self.monitor!r}. Received logs with: {sorted(logs or {})}"
-            )
-        if not self._improves(float(value)):
-            return
-        self.best = float(value)
+        if self.monitor is not None:
+            value = (logs or {}).get(self.monitor)
+            if value is None:
+                raise ValueError(
+                    f"Cannot keep the best model: the epoch logs have no "
+                    f"{self.monitor!r}. Received logs with: {sorted(logs or {})}"
+                )
+            if not self._improves(float(value)):
+                return
+            self.best = float(value)
         with averaged_weights(self.model):
             write_file_atomically(self.path, self.model.save)

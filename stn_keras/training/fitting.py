@@ -26,8 +26,10 @@ logger = logging.getLogger(__name__)
 class TrainingResult:
     """What :func:`train` returns: the run directory and its headline numbers.
 
-    ``best_accuracy`` is the best value of ``monitor``: validation accuracy,
-    or training accuracy for a data set without a validation split.
+    ``best_accuracy`` is the validation accuracy of the kept model's epoch
+    (the best one), or, for a data set without a validation split
+    (``monitor=None``), the training accuracy of the last epoch, whose model
+    is kept.
     """
 
     run_dir: object
@@ -38,12 +40,17 @@ class TrainingResult:
     images_per_second: float
     num_parameters: int
     device: str
-    monitor: str = "val_accuracy"
+    monitor: str | None = "val_accuracy"
 
     def summary(self):
+        kept = (
+            f"best {self.monitor} {self.best_accuracy:.4f} at epoch {self.best_epoch}"
+            if self.monitor is not None
+            else f"no validation split: kept the last epoch ({self.best_epoch}), "
+            f"training accuracy {self.best_accuracy:.4f}"
+        )
         return (
-            f"best {self.monitor} {self.best_accuracy:.4f} at epoch "
-            f"{self.best_epoch}, {self.epochs_run} epochs, "
+            f"{kept}, {self.epochs_run} epochs, "
             f"{self.wall_time_s:.1f} s, {self.images_per_second:.0f} images/s, "
             f"{self.num_parameters} parameters, on {self.device}, run dir "
             f"{self.run_dir}"

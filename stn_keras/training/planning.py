@@ -24,7 +24,9 @@ class RunPlan:
     first_epoch: int
     train_data: object
     history_rows: list
-    monitor: str
+    # "val_accuracy", or None for a run without a validation split: it keeps
+    # its last epoch's model (`stn_keras.run_dir.best_epoch`).
+    monitor: str | None
 
 
 def plan_run(settings, dataset=None):
@@ -61,6 +63,14 @@ def plan_run(settings, dataset=None):
         )
     if dataset is None:
         dataset = load_data(settings)
+    if settings.early_stopping_patience and not len(dataset.x_val):
+        raise ValueError(
+            "Early stopping watches validation accuracy, and this data set has "
+            "no validation split. Set val_size above 0 (--val-size) or turn "
+            "early stopping off (--early-stopping-patience 0). Received: "
+            f"early_stopping_patience={settings.early_stopping_patience}, "
+            f"val_size={settings.val_size}"
+        )
     devices = runtime.describe_devices()
     backup = AtomicBackupAndRestore(run_dir.backup_path)
     first_epoch = backup.initial_epoch() if settings.resume else 0
@@ -84,5 +94,5 @@ def plan_run(settings, dataset=None):
         first_epoch=first_epoch,
         train_data=train_data,
         history_rows=run_dir.kept_history(first_epoch) if settings.resume else [],
-        monitor="val_accuracy" if len(dataset.x_val) else "accuracy",
+        monitor="val_accuracy" if len(dataset.x_val) else None,
     )
