@@ -143,6 +143,7 @@ EVALUATION_MODULES = {
     "model_run": set(),
     "metrics": set(),
     "paired_comparison": set(),
+    "error_overlap": set(),
     "reports": set(),
     "sample_picking": set(),
     "transformer_pictures": {"sample_picking"},

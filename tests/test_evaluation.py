@@ -448,3 +448,80 @@ def test_evaluate_compares_with_another_model_on_the_same_images(tmp_path, keras
     with pytest.raises(ValueError, match="The model predicts 5 classes but data set 'tiny' has 3"):
         evaluation.evaluate(keras_file, dataset, tmp_path / "other", compare_with=_constant_model(5))
     assert not (tmp_path / "other").exists()
+
+
+def _one_hot(predictions, num_classes=3):
+    return np.eye(num_classes, dtype="float32")[predictions]
+
+
+def test_error_overlap_hand_computed():
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    first = _one_hot([0, 2, 0, 0, 1, 2])  # wrong on images 1 and 2
+    second = _one_hot([1, 2, 2, 0, 1, 2])  # wrong on 0 and 1
+    third = _one_hot([0, 2, 2, 0, 0, 2])  # wrong on 1 and 4
+    # Averaged: image 1 is wrong in all three; images 0, 2 and 4 have two
+    # right votes out of three.
+    overlap = evaluation.error_overlap(labels, [first, second, third])
+    assert overlap == {
+        "num_images": 6,
+        "errors": [2, 2, 2],
+        "shared_errors": [1, 1, 1],
+        "wrong_in_every_model": 1,
+        "wrong_in_several": 1,
+        "wrong_in_exactly_one": 3,
+        "wrong_in_any": 4,
+        "average_errors": 1,
+    }
+    text = evaluation.format_error_overlap(overlap, ["a", "b", "c"])
+    assert text.splitlines()[0] == "a: 2 errors, 1 of them made by another model too"
+    assert "4 wrong in at least one model, 1 in two or more, 1 in all 3, 3 in exactly one" in text
+    assert text.endswith("The 3 models' averaged probabilities (an ensemble): 1 errors.")
+
+
+def test_error_overlap_averages_probabilities_not_votes():
+    labels = np.array([0])
+    confident = np.array([[0.9, 0.1]], "float32")
+    unsure = np.array([[0.4, 0.6]], "float32")
+    overlap = evaluation.error_overlap(labels, [confident, unsure, unsure])
+    # Two of three vote 1, but the average is (0.57, 0.43): right.
+    assert overlap["errors"] == [0, 1, 1] and overlap["average_errors"] == 0
+
+
+@pytest.mark.parametrize(
+    "probabilities, message",
+    [
+        ([np.zeros((2, 3))], r"at least two models' predictions to compare\. Received: 1"),
+        ([np.zeros((2, 3)), np.zeros((3, 3))], r"\(images, classes\) = \(2, 3\).*\[\(2, 3\), \(3, 3\)\]"),
+        ([np.zeros((2, 3)), np.zeros((2, 4))], r"Received shapes: \[\(2, 3\), \(2, 4\)\]"),
+    ],
+)
+def test_error_overlap_refuses_what_it_cannot_compare(probabilities, message):
+    with pytest.raises(ValueError, match=message):
+        evaluation.error_overlap(np.array([0, 1]), probabilities)
+
+
+def test_error_overlap_script_runs_models_on_the_split_of_the_first_ones_run(tmp_path, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "error_overlap.py"
+    spec = importlib.util.spec_from_file_location("error_overlap_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paths = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        path = tmp_path / f"run{seed}" / "model.keras"
+        path.parent.mkdir()
+        build_model("cnn", (28, 28, 1), 10).save(path)
+        paths.append(str(path))
+    output = tmp_path / "overlap.json"
+    # No config.json beside the models: the default data set (digits, 360 test images).
+    assert module.main(["--models", *paths, "--output", str(output)]) == 0
+    written = json.loads(output.read_text())
+    assert written["models"] == paths and written["num_images"] == 360
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{paths[0]}: {written['errors'][0]} errors")
+    assert f"averaged probabilities (an ensemble): {written['average_errors']} errors." in printed
+    with pytest.raises(SystemExit):
+        module.main(["--models", paths[0]])
+    assert "--models needs at least two models" in capsys.readouterr().err

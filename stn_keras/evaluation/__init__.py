@@ -18,6 +18,8 @@ One job a module:
 - ``reports.py``: ``metrics.json``, the confusion matrix CSV, the text table.
 - ``paired_comparison.py``: two models' predictions of the same images
   compared image by image (exact McNemar test).
+- ``error_overlap.py``: several models' errors on the same images, which
+  they share and what their averaged probabilities make.
 - ``sample_picking.py``: which images the transformer pictures show.
 - ``transformer_pictures.py``: ``st_samples.png``.
 - ``evaluate_model.py``: `evaluate`, which runs the others in turn.
@@ -26,6 +28,8 @@ One job a module:
 from stn_keras.evaluation.evaluate_model import check_compatible
 from stn_keras.evaluation.evaluate_model import evaluate
 from stn_keras.evaluation.evaluate_model import write_reports
+from stn_keras.evaluation.error_overlap import error_overlap
+from stn_keras.evaluation.error_overlap import format_error_overlap
 from stn_keras.evaluation.loading import load_trained_model
 from stn_keras.evaluation.metrics import PROBABILITY_EPSILON
 from stn_keras.evaluation.metrics import compute_metrics
