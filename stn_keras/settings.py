@@ -336,7 +336,7 @@ class RunSettings:
     val_size: int | float | None = _setting(
         None,
         "validation images held out of training, a count or a fraction; "
-        "unset: the data layer's default; 0: train on all of them and keep "
+        "unset: the data layer's default; 0: train on every training image and keep "
         "the last epoch's model",
         _optional(_val_size),
         flag_type=count_or_fraction,
