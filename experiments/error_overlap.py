@@ -4,7 +4,7 @@ Runs every model on the same split and prints each one's errors, how many
 of them another model makes too, the images wrong in every model, and the
 errors of the models' averaged probabilities (an ensemble, reported apart
 from any single model's figure). The data settings come from the run's
-config.json beside the first model; flags as evaluate.py's override them.
+config.json beside the first model; --data-dir overrides its data directory.
 Usage:
 
     PYTHONPATH=. python experiments/error_overlap.py --split test \\
@@ -41,14 +41,19 @@ def main(argv=None):
     if len(arguments.models) < 2:
         parser.error(f"--models needs at least two models. Received: {arguments.models}")
     overrides = {"data_dir": arguments.data_dir} if arguments.data_dir else {}
-    dataset = load_data(evaluation.data_config_for(arguments.models[0], overrides))
-    images, labels = dataset.split(arguments.split)
-    float_images = as_float_images(images)
-    probabilities = []
-    for path in arguments.models:
-        trained = evaluation.load_trained_model(path, arguments.batch_size)
-        evaluation.check_compatible(trained, dataset, arguments.split)
-        probabilities.append(np.asarray(trained.predict(float_images), dtype="float32"))
+    try:
+        dataset = load_data(evaluation.data_config_for(arguments.models[0], overrides))
+        images, labels = dataset.split(arguments.split)
+        float_images = as_float_images(images)
+        probabilities = []
+        for path in arguments.models:
+            trained = evaluation.load_trained_model(path, arguments.batch_size)
+            evaluation.check_compatible(trained, dataset, arguments.split)
+            probabilities.append(np.asarray(trained.predict(float_images), dtype="float32"))
+    except ValueError as error:
+        # A missing or damaged model, or one that does not fit the data:
+        # said in one line, as evaluate.py says it.
+        parser.error(str(error))
     overlap = evaluation.error_overlap(labels, probabilities)
     print(evaluation.format_error_overlap(overlap, arguments.models))
     if arguments.output:

@@ -500,6 +500,11 @@ def test_error_overlap_refuses_what_it_cannot_compare(probabilities, message):
         evaluation.error_overlap(np.array([0, 1]), probabilities)
 
 
+def test_error_overlap_refuses_labels_that_are_not_one_per_image():
+    with pytest.raises(ValueError, match=r"`labels` must be a 1-D array of class ids\. Received: shape=\(2, 1\)"):
+        evaluation.error_overlap(np.array([[0], [1]]), [np.zeros((2, 3)), np.zeros((2, 3))])
+
+
 def test_error_overlap_script_runs_models_on_the_split_of_the_first_ones_run(tmp_path, capsys):
     import importlib.util
 
@@ -525,3 +530,8 @@ def test_error_overlap_script_runs_models_on_the_split_of_the_first_ones_run(tmp
     with pytest.raises(SystemExit):
         module.main(["--models", paths[0]])
     assert "--models needs at least two models" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.main(["--models", paths[0], str(tmp_path / "missing.keras")])
+    assert f"Model not found. Received: model path='{tmp_path / 'missing.keras'}'" in (
+        capsys.readouterr().err
+    )
