@@ -1,8 +1,9 @@
 """Evaluate a trained model of stn_keras: ``python evaluate.py --help``.
 
 Writes metrics.json, confusion_matrix.csv/.png, st_samples.png and
-misclassified.png to ``--output-dir`` and prints the per-class table and
-the overall accuracy. Data settings default to those in the run's
+misclassified.png to ``--output-dir`` and prints the per-class table, the
+overall accuracy and, for a distorted data set, the errors by distortion
+parameter and on the same digits undistorted. Data settings default to those in the run's
 config.json next to the model.
 """
 
@@ -106,6 +107,13 @@ def main(argv=None):
         # Missing data raises the data layer's FileNotFoundError: shown as is.
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(evaluation.format_report(metrics, dataset.class_names))
+    if "distortion_breakdown" in metrics:
+        print(
+            evaluation.format_error_breakdown(
+                metrics["distortion_breakdown"],
+                metrics["num_samples"] - metrics["num_correct"],
+            )
+        )
     if "comparison" in metrics:
         print(evaluation.format_comparison(metrics["comparison"]))
     print(f"Reports written to {output_dir}")

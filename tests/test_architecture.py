@@ -41,7 +41,7 @@ ALLOWED = {
     "training": {"settings", "run_dir", "runtime", "data", "models", "callbacks", "losses"},
     "evaluation": {
         "settings", "run_dir", "runtime", "data", "models", "visualization", "export", "files",
-        "saving",
+        "saving", "validation",
     },
     "serving": {"export", "validation", "extras"},
     "pretrained": {"evaluation", "export"},
@@ -144,12 +144,13 @@ EVALUATION_MODULES = {
     "metrics": set(),
     "paired_comparison": set(),
     "error_overlap": set(),
+    "error_breakdown": set(),
     "reports": set(),
     "sample_picking": set(),
     "transformer_pictures": {"sample_picking"},
     "evaluate_model": {
-        "loading", "metrics", "paired_comparison", "reports", "trained_model",
-        "transformer_pictures",
+        "error_breakdown", "loading", "metrics", "paired_comparison", "reports",
+        "trained_model", "transformer_pictures",
     },
 }
 

@@ -12,6 +12,7 @@ import pytest
 from stn_keras.data import DATASETS
 from stn_keras.data import MissingDataError
 from stn_keras.data import SplitArrays
+from stn_keras.data import distort
 from stn_keras.data import load_dataset
 from stn_keras.data import paths
 from stn_keras.data import resolve_data_dir
@@ -187,6 +188,23 @@ def test_undistorted_split_is_the_split_before_its_distortion():
         distorted.undistorted_split("dev")
 
 
+def test_split_distortion_is_what_drew_the_split_s_images():
+    distorted = load_dataset("digits", distortion="rts", val_size=20, seed=3, test_seed=5)
+    images, labels = distorted.undistorted_split("test")
+    drawn = distort(images, "rts", seed=[5, 2], labels=labels)
+    parameters = distorted.split_distortion("test")
+    assert sorted(parameters) == sorted(drawn.parameters) == [
+        "angle", "position_x", "position_y", "scale"
+    ]
+    for name, values in drawn.parameters.items():
+        np.testing.assert_array_equal(parameters[name], values)
+    np.testing.assert_array_equal(distorted.x_test, drawn.images)
+    assert len(distorted.split_distortion("val")["angle"]) == 20
+    assert load_dataset("digits", val_size=20).split_distortion("test") == {}
+    with pytest.raises(ValueError, match=re.escape("Received: split='dev'")):
+        distorted.split_distortion("dev")
+
+
 def test_split_arrays_prepare_each_split_once_under_threads():
     import threading
 
@@ -194,7 +212,7 @@ def test_split_arrays_prepare_each_split_once_under_threads():
 
     def prepare(split, images, labels):
         calls.append(split)
-        return images + 1, labels
+        return images + 1, labels, {"shift": np.ones(len(images))}
 
     arrays = {split: (np.zeros(3), np.arange(3)) for split in ("train", "val", "test")}
     splits = SplitArrays(arrays, prepare)
@@ -205,6 +223,8 @@ def test_split_arrays_prepare_each_split_once_under_threads():
         thread.join()
     assert calls == ["val"]
     np.testing.assert_array_equal(splits["val"][0], np.ones(3))
+    np.testing.assert_array_equal(splits.parameters("val")["shift"], np.ones(3))
+    assert SplitArrays(arrays).parameters("test") == {}
     with pytest.raises(ValueError, match=re.escape("Received: split='dev'")):
         splits["dev"]
 

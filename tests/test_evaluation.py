@@ -535,3 +535,115 @@ def test_error_overlap_script_runs_models_on_the_split_of_the_first_ones_run(tmp
     assert f"Model not found. Received: model path='{tmp_path / 'missing.keras'}'" in (
         capsys.readouterr().err
     )
+
+
+def test_errors_by_parameter_hand_computed():
+    wrong = np.array([True, False, False, True, True, False])
+    parameters = {
+        "angle": np.array([-45.0, -10.0, 0.0, 10.0, 44.0, 45.0]),
+        "scale": np.full(6, 1.0),  # one value for every image: nothing to bin
+        "patch_x": np.zeros((6, 3)),  # one value per patch: not one per image
+    }
+    table = evaluation.errors_by_parameter(wrong, parameters, bin_count=3)
+    assert list(table) == ["angle"]
+    assert table["angle"] == [
+        {"low": -45.0, "high": -15.0, "images": 1, "errors": 1},
+        {"low": -15.0, "high": 15.0, "images": 3, "errors": 1},
+        # The last bin is closed on the right: 45 is in it.
+        {"low": 15.0, "high": 45.0, "images": 2, "errors": 1},
+    ]
+
+
+@pytest.mark.parametrize(
+    "wrong, bin_count, message",
+    [
+        (np.array([0, 1]), 2, "`wrong` must be a 1-D boolean array"),
+        (np.zeros((2, 1), bool), 2, "Received: dtype=bool, shape=(2, 1)"),
+        (np.zeros(2, bool), 0, "`bin_count` must be an int >= 1. Received: bin_count=0"),
+    ],
+)
+def test_errors_by_parameter_refuses_bad_input(wrong, bin_count, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        evaluation.errors_by_parameter(wrong, {"angle": np.arange(2.0)}, bin_count)
+
+
+def test_centred_on_canvas_puts_the_image_in_the_middle():
+    images = np.arange(1, 7, dtype="uint8").reshape(1, 2, 3, 1)
+    canvas = evaluation.centred_on_canvas(images, (5, 6))
+    assert canvas.shape == (1, 5, 6, 1) and canvas.dtype == np.uint8
+    # Margins of 3 rows and 3 columns: 1 above, 2 below; 1 left, 2 right.
+    np.testing.assert_array_equal(canvas[0, 1:3, 1:4], images[0])
+    assert canvas.sum() == images.sum()
+    with pytest.raises(ValueError, match=re.escape("no larger than the 2x2 canvas. Received: shape=(1, 2, 3, 1)")):
+        evaluation.centred_on_canvas(images, (2, 2))
+    with pytest.raises(ValueError, match="must be an NHWC batch"):
+        evaluation.centred_on_canvas(images[0], (5, 6))
+
+
+def test_undistorted_errors_counts_the_errors_shared_with_the_distorted_images():
+    wrong = np.array([True, True, False, False])
+    assert evaluation.undistorted_errors(wrong, np.array([True, False, True, False])) == {
+        "errors": 2, "also_wrong_distorted": 1,
+    }
+    with pytest.raises(ValueError, match="must mark the same images. Received: 4 and 3"):
+        evaluation.undistorted_errors(wrong, wrong[:3])
+
+
+def _recording_model(num_classes, shape):
+    """A `TrainedModel` predicting class 0, keeping every batch it is given."""
+    seen = []
+    model = _constant_model(num_classes, shape)
+
+    def predict(images):
+        seen.append(np.asarray(images))
+        return model.predict(images)
+
+    return dataclasses.replace(model, predict=predict), seen
+
+
+def test_evaluate_breaks_the_errors_of_a_distorted_split_down(tmp_path):
+    from stn_keras.data import as_float_images
+    from stn_keras.data import load_dataset
+
+    distorted = load_dataset("digits", distortion="rts", val_size=20)
+    model, seen = _recording_model(10, distorted.image_shape)
+    metrics = evaluation.evaluate(model, distorted, tmp_path / "eval")
+    labels = distorted.y_test
+    errors = int(np.sum(labels != 0))
+    breakdown = json.loads((tmp_path / "eval" / "metrics.json").read_text())["distortion_breakdown"]
+    assert breakdown == metrics["distortion_breakdown"]
+    assert list(breakdown["by_parameter"]) == ["angle", "scale", "position_x", "position_y"]
+    angles = distorted.split_distortion("test")["angle"]
+    for rows in breakdown["by_parameter"].values():
+        assert sum(row["images"] for row in rows) == len(labels)
+        assert sum(row["errors"] for row in rows) == errors
+    assert breakdown["by_parameter"]["angle"][0]["low"] == pytest.approx(angles.min())
+    # The control ran on the same digits undistorted, centred on the canvas.
+    undistorted, _ = distorted.undistorted_split("test")
+    np.testing.assert_array_equal(
+        seen[1], as_float_images(evaluation.centred_on_canvas(undistorted, (42, 42)))
+    )
+    assert breakdown["undistorted"] == {"errors": errors, "also_wrong_distorted": errors}
+    text = evaluation.format_error_breakdown(breakdown, errors)
+    assert text.startswith("Errors by angle:\n")
+    assert text.endswith(
+        f"The same digits undistorted, centred on the canvas: {errors} errors, "
+        f"{errors} of them among the {errors} errors on the distorted images"
+    )
+
+
+def test_evaluate_without_an_undistorted_control_where_the_digits_do_not_fit(tmp_path):
+    from stn_keras.data import load_dataset
+
+    # Addition stacks two digits in channels: one digit is not an input.
+    summed = load_dataset("digits", distortion="addition", canvas_size=30, val_size=20)
+    model, seen = _recording_model(19, summed.image_shape)
+    metrics = evaluation.evaluate(model, summed, tmp_path / "sum")
+    assert metrics["distortion_breakdown"]["undistorted"] is None
+    assert len(seen) == 1
+    assert "undistorted" not in evaluation.format_error_breakdown(metrics["distortion_breakdown"], 0)
+
+
+def test_evaluate_of_an_undistorted_data_set_has_no_breakdown(tmp_path, dataset):
+    metrics = evaluation.evaluate(_constant_model(3), dataset, tmp_path / "eval")
+    assert "distortion_breakdown" not in metrics

@@ -70,6 +70,20 @@ class Dataset:
         """
         return self._nonempty(split, self.splits.unprepared(split))
 
+    def split_distortion(self, split):
+        """The distortion's parameters drawn for each image of ``split``.
+
+        A dict as ``stn_keras.data.distort`` returns it (see the
+        ``distortions`` module for each distortion's names), first axis the
+        image index of :meth:`split`; ``{}`` for a data set without a
+        distortion. Reads (and so distorts) the split.
+
+        Raises:
+            ValueError: an unknown split, or an empty one.
+        """
+        self.split(split)
+        return self.splits.parameters(split)
+
     def _nonempty(self, split, arrays):
         images, labels = arrays
         if len(images) == 0:

@@ -180,7 +180,8 @@ def _check_request(name, distortion, data_dir, image_size, source):
 
 def _split_distorter(distortion, seed, test_seed, distortion_options):
     """The ``prepare`` of :class:`SplitArrays` distorting each split once,
-    with a seed of its own; the test split's follows ``test_seed``."""
+    with a seed of its own; the test split's follows ``test_seed``. The
+    parameters drawn are kept, for errors to be read against them."""
 
     def distort_split(split, images, labels):
         result = distort(
@@ -190,7 +191,7 @@ def _split_distorter(distortion, seed, test_seed, distortion_options):
             labels=labels,
             **distortion_options,
         )
-        return result.images, result.labels
+        return result.images, result.labels, result.parameters
 
     return distort_split
 

@@ -19,7 +19,9 @@ class SplitArrays:
     Args:
         arrays: ``{split: (images, labels)}`` for each of ``SPLITS``.
         prepare: ``None``, or a function ``(split, images, labels) ->
-            (images, labels)`` applied to a split on its first read.
+            (images, labels, parameters)`` applied to a split on its first
+            read; ``parameters`` is a dict of what the preparation drew for
+            each image (a distortion's parameters), kept for `parameters`.
     """
 
     def __init__(self, arrays, prepare=None):
@@ -34,6 +36,7 @@ class SplitArrays:
         self._unprepared = {split: arrays[split] for split in SPLITS}
         self._prepare = prepare
         self._ready = {}
+        self._parameters = {}
         # Two threads reading one split must not prepare it twice.
         self._lock = threading.Lock()
 
@@ -42,10 +45,18 @@ class SplitArrays:
         with self._lock:
             if split not in self._ready:
                 images, labels = self._unprepared[split]
+                parameters = {}
                 if self._prepare is not None:
-                    images, labels = self._prepare(split, images, labels)
+                    images, labels, parameters = self._prepare(split, images, labels)
                 self._ready[split] = (images, labels)
+                self._parameters[split] = parameters
         return self._ready[split]
+
+    def parameters(self, split):
+        """What the preparation of ``split`` drew for each image (preparing
+        it if it was not read yet); ``{}`` without a preparation."""
+        self[split]
+        return self._parameters[split]
 
     def unprepared(self, split):
         """The ``(images, labels)`` of ``split`` as given, before ``prepare``."""

@@ -18,6 +18,8 @@ One job a module:
 - ``reports.py``: ``metrics.json``, the confusion matrix CSV, the text table.
 - ``paired_comparison.py``: two models' predictions of the same images
   compared image by image (exact McNemar test).
+- ``error_breakdown.py``: one model's errors by distortion parameter and
+  on the same digits undistorted.
 - ``error_overlap.py``: several models' errors on the same images, which
   they share and what their averaged probabilities make.
 - ``sample_picking.py``: which images the transformer pictures show.
@@ -26,8 +28,13 @@ One job a module:
 """
 
 from stn_keras.evaluation.evaluate_model import check_compatible
+from stn_keras.evaluation.evaluate_model import distortion_breakdown
 from stn_keras.evaluation.evaluate_model import evaluate
 from stn_keras.evaluation.evaluate_model import write_reports
+from stn_keras.evaluation.error_breakdown import centred_on_canvas
+from stn_keras.evaluation.error_breakdown import errors_by_parameter
+from stn_keras.evaluation.error_breakdown import format_error_breakdown
+from stn_keras.evaluation.error_breakdown import undistorted_errors
 from stn_keras.evaluation.error_overlap import error_overlap
 from stn_keras.evaluation.error_overlap import format_error_overlap
 from stn_keras.evaluation.loading import load_trained_model

@@ -12,6 +12,9 @@ import numpy as np
 
 from stn_keras import visualization
 from stn_keras.data import as_float_images
+from stn_keras.evaluation.error_breakdown import centred_on_canvas
+from stn_keras.evaluation.error_breakdown import errors_by_parameter
+from stn_keras.evaluation.error_breakdown import undistorted_errors
 from stn_keras.evaluation.loading import load_trained_model
 from stn_keras.evaluation.metrics import compute_metrics
 from stn_keras.evaluation.paired_comparison import compare_predictions
@@ -65,6 +68,29 @@ def write_reports(output_dir, trained, images, labels, probabilities, metrics, m
     )
 
 
+def distortion_breakdown(trained, dataset, split, wrong):
+    """The model's errors by distortion parameter and on the undistorted
+    digits (see ``error_breakdown.py``); ``None`` for a data set without a
+    distortion.
+
+    The undistorted control is ``None`` where the digits do not fit the
+    model's input as they are (``addition`` stacks two in channels).
+    """
+    if dataset.distortion is None:
+        return None
+    images, labels = dataset.undistorted_split(split)
+    height, width, channels = dataset.image_shape
+    undistorted = None
+    if images.shape[1] <= height and images.shape[2] <= width and images.shape[3] == channels:
+        canvas = centred_on_canvas(images, (height, width))
+        predictions = np.asarray(trained.predict(as_float_images(canvas))).argmax(-1)
+        undistorted = undistorted_errors(wrong, predictions != labels)
+    return {
+        "by_parameter": errors_by_parameter(wrong, dataset.split_distortion(split)),
+        "undistorted": undistorted,
+    }
+
+
 def _loaded(model, batch_size):
     return model if isinstance(model, TrainedModel) else load_trained_model(model, batch_size)
 
@@ -92,6 +118,11 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
             one of them gets right and the exact McNemar p-value (see
             ``paired_comparison.py``).
 
+    For a distorted data set ``metrics.json`` also holds a
+    ``"distortion_breakdown"`` (`distortion_breakdown`): the errors in bins
+    of each distortion parameter, and the model's errors on the same digits
+    undistorted.
+
     Returns:
         The metrics dictionary written to ``metrics.json``.
     """
@@ -113,6 +144,11 @@ def evaluate(model_path, dataset, output_dir, split="test", batch_size=256, num_
                 labels, probabilities.argmax(-1), other_probabilities.argmax(-1)
             ),
         }
+    breakdown = distortion_breakdown(
+        trained, dataset, split, probabilities.argmax(-1) != labels
+    )
+    if breakdown is not None:
+        metrics["distortion_breakdown"] = breakdown
     metrics.update(
         {
             "split": split,

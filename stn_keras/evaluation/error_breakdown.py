@@ -1,0 +1,149 @@
+"""A model's errors read against the distortion of each image.
+
+When a distorted-MNIST model's error will not move, two explanations call
+for different fixes. Errors gathered where the distortion is strongest
+(rotations near the limit, the smallest scales) are the transformer's or
+the training range's to fix. Errors the model makes on the same digits
+undistorted are the digits' own (ambiguous or badly written ones), which
+no transformer undoes. `errors_by_parameter` bins the errors by each
+parameter drawn per image; `undistorted_errors` runs the model on the
+same digits undistorted, centred on its canvas.
+"""
+
+import numpy as np
+
+from stn_keras.validation import check_int
+
+
+def _check_wrong(wrong):
+    wrong = np.asarray(wrong)
+    if wrong.ndim != 1 or wrong.dtype != bool:
+        raise ValueError(
+            "`wrong` must be a 1-D boolean array, True for each image the model "
+            f"gets wrong. Received: dtype={wrong.dtype}, shape={wrong.shape}"
+        )
+    return wrong
+
+
+def errors_by_parameter(wrong, parameters, bin_count=6):
+    """Images and errors in equal-width bins of each per-image parameter.
+
+    Args:
+        wrong: boolean array ``(n,)``: which images the model gets wrong.
+        parameters: ``{name: array}`` as a distortion draws them (see
+            ``Dataset.split_distortion``). Parameters of shape ``(n,)`` that
+            take more than one value are binned; the others (one value per
+            clutter patch, corner or channel, or one value for every image)
+            are left out.
+        bin_count: bins over each parameter's drawn range, the last one
+            closed on the right.
+
+    Returns:
+        ``{name: [{"low", "high", "images", "errors"}, ...]}``, one entry
+        per bin from the lowest values up, in the order of ``parameters``.
+
+    Raises:
+        ValueError: ``wrong`` is not a 1-D boolean array, or ``bin_count``
+            is not a positive int.
+    """
+    wrong = _check_wrong(wrong)
+    check_int("bin_count", bin_count, 1)
+    table = {}
+    for name, values in parameters.items():
+        values = np.asarray(values)
+        if values.shape != wrong.shape or values.min() == values.max():
+            continue
+        edges = np.linspace(float(values.min()), float(values.max()), bin_count + 1)
+        images, _ = np.histogram(values, edges)
+        errors, _ = np.histogram(values[wrong], edges)
+        table[name] = [
+            {"low": float(low), "high": float(high), "images": int(count), "errors": int(error)}
+            for low, high, count, error in zip(edges[:-1], edges[1:], images, errors)
+        ]
+    return table
+
+
+def centred_on_canvas(images, canvas_size):
+    """Each image pasted, unchanged, in the middle of a black canvas.
+
+    Args:
+        images: NHWC array.
+        canvas_size: ``(height, width)`` of the canvas, at least the
+            images'.
+
+    Returns:
+        An array ``(n, height, width, channels)`` of the images' dtype; an
+        odd margin puts the extra row or column below or right.
+
+    Raises:
+        ValueError: ``images`` is not NHWC, or larger than the canvas.
+    """
+    images = np.asarray(images)
+    height, width = (int(side) for side in canvas_size)
+    if images.ndim != 4 or images.shape[1] > height or images.shape[2] > width:
+        raise ValueError(
+            f"`images` must be an NHWC batch no larger than the {height}x{width} "
+            f"canvas. Received: shape={images.shape}"
+        )
+    top = (height - images.shape[1]) // 2
+    left = (width - images.shape[2]) // 2
+    canvas = np.zeros((len(images), height, width, images.shape[3]), images.dtype)
+    canvas[:, top : top + images.shape[1], left : left + images.shape[2]] = images
+    return canvas
+
+
+def undistorted_errors(wrong, undistorted_wrong):
+    """The errors on the undistorted digits, and how many of the errors on
+    the distorted ones they account for.
+
+    Args:
+        wrong: boolean ``(n,)``: the model's errors on the distorted images.
+        undistorted_wrong: boolean ``(n,)``: its errors on the same digits
+            undistorted, in the same order.
+
+    Returns:
+        A dict: ``errors`` (undistorted) and ``also_wrong_distorted``, the
+        digits wrong both ways.
+
+    Raises:
+        ValueError: either is not a 1-D boolean array, or their lengths
+            differ.
+    """
+    wrong = _check_wrong(wrong)
+    undistorted_wrong = _check_wrong(undistorted_wrong)
+    if wrong.shape != undistorted_wrong.shape:
+        raise ValueError(
+            "`wrong` and `undistorted_wrong` must mark the same images. Received: "
+            f"{len(wrong)} and {len(undistorted_wrong)} images"
+        )
+    return {
+        "errors": int(undistorted_wrong.sum()),
+        "also_wrong_distorted": int((undistorted_wrong & wrong).sum()),
+    }
+
+
+def format_error_breakdown(breakdown, num_errors):
+    """The breakdown as the text ``evaluate.py`` prints.
+
+    Args:
+        breakdown: ``{"by_parameter": ..., "undistorted": ... or None}``, as
+            ``evaluate`` puts it in ``metrics.json``.
+        num_errors: the model's errors on the distorted images.
+    """
+    lines = []
+    for name, rows in breakdown["by_parameter"].items():
+        lines.append(f"Errors by {name}:")
+        for row in rows:
+            rate = f"{100 * row['errors'] / row['images']:6.2f}%" if row["images"] else "    n/a"
+            lines.append(
+                f"  {row['low']:9.3f} to {row['high']:9.3f}  "
+                f"{row['errors']:5d} of {row['images']:6d}  {rate}"
+            )
+    undistorted = breakdown["undistorted"]
+    if undistorted is not None:
+        lines.append(
+            f"The same digits undistorted, centred on the canvas: {undistorted['errors']} "
+            f"errors, {undistorted['also_wrong_distorted']} of them among the "
+            f"{num_errors} errors on the distorted images"
+        )
+    return "\n".join(lines)
