@@ -107,13 +107,6 @@ def main(argv=None):
         # Missing data raises the data layer's FileNotFoundError: shown as is.
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print(evaluation.format_report(metrics, dataset.class_names))
-    if "distortion_breakdown" in metrics:
-        print(
-            evaluation.format_error_breakdown(
-                metrics["distortion_breakdown"],
-                metrics["num_samples"] - metrics["num_correct"],
-            )
-        )
     if "comparison" in metrics:
         print(evaluation.format_comparison(metrics["comparison"]))
     print(f"Reports written to {output_dir}")

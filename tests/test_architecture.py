@@ -145,7 +145,7 @@ EVALUATION_MODULES = {
     "paired_comparison": set(),
     "error_overlap": set(),
     "error_breakdown": set(),
-    "reports": set(),
+    "reports": {"error_breakdown"},
     "sample_picking": set(),
     "transformer_pictures": {"sample_picking"},
     "evaluate_model": {

@@ -207,6 +207,9 @@ def test_train_then_evaluate_on_digits(tmp_path, capsys):
     evaluation_dir = run_dir / "evaluation"
     metrics = json.loads((evaluation_dir / "metrics.json").read_text())
     assert f"/{metrics['num_samples']} (" in out
+    # Distorted digits: the errors by angle and on the digits undistorted.
+    assert "\nErrors by angle:\n" in out and "The same digits undistorted" in out
+    assert set(metrics["distortion_breakdown"]) == {"by_parameter", "undistorted"}
     # Compared with itself in another format: no image tells them apart.
     comparison = metrics["comparison"]
     assert comparison["other_model"]["path"] == str(run_dir / "model.keras")

@@ -242,6 +242,11 @@ def test_split_arrays_prepare_each_split_once_under_threads():
     assert calls == ["val", "failed", "test"]
     with pytest.raises(ValueError, match=re.escape("Missing: ['test']")):
         SplitArrays({split: arrays[split] for split in ("train", "val")})
+    two_tuple = SplitArrays(arrays, lambda split, images, labels: (images, labels))
+    with pytest.raises(ValueError, match=re.escape(
+        "`prepare` must return a tuple (images, labels, parameters). Received: tuple of length 2"
+    )):
+        two_tuple["test"]
 
 
 def test_distortion_options_and_addition_classes():

@@ -16,6 +16,7 @@ from stn_keras import evaluation
 from stn_keras import visualization
 from stn_keras.models import build_model
 from tiny_data import tiny_dataset
+from tiny_data import tiny_distorted_dataset
 
 REPORTS = (
     "metrics.json",
@@ -554,17 +555,35 @@ def test_errors_by_parameter_hand_computed():
     ]
 
 
+def test_errors_by_parameter_leaves_out_indices_and_per_digit_values():
+    wrong = np.array([True, False, False])
+    parameters = {
+        "partner": np.array([2, 0, 1]),  # the other digit of a sum: an index
+        "angle": np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),  # one per digit
+        "position_x": np.array([0, 5, 10]),
+    }
+    table = evaluation.errors_by_parameter(wrong, parameters, bin_count=2)
+    assert table == {"position_x": [
+        {"low": 0.0, "high": 5.0, "images": 1, "errors": 1},
+        {"low": 5.0, "high": 10.0, "images": 2, "errors": 0},
+    ]}
+    assert evaluation.errors_by_parameter(np.zeros(0, bool), {"angle": np.zeros(0)}) == {}
+
+
 @pytest.mark.parametrize(
-    "wrong, bin_count, message",
+    "wrong, parameters, bin_count, message",
     [
-        (np.array([0, 1]), 2, "`wrong` must be a 1-D boolean array"),
-        (np.zeros((2, 1), bool), 2, "Received: dtype=bool, shape=(2, 1)"),
-        (np.zeros(2, bool), 0, "`bin_count` must be an int >= 1. Received: bin_count=0"),
+        (np.array([0, 1]), {}, 2, "`wrong` must be a 1-D boolean array"),
+        (np.zeros((2, 1), bool), {}, 2, "Received: dtype=bool, shape=(2, 1)"),
+        (np.zeros(2, bool), {}, 0, "`bin_count` must be an int >= 1. Received: bin_count=0"),
+        (np.zeros(3, bool), {"angle": np.arange(4.0)}, 2,
+         "Parameter 'angle' must have one entry per image. Received: len(wrong)=3, angle.shape=(4,)"),
+        (np.zeros(3, bool), {"scale": np.float64(1.0)}, 2, "scale.shape=()"),
     ],
 )
-def test_errors_by_parameter_refuses_bad_input(wrong, bin_count, message):
+def test_errors_by_parameter_refuses_bad_input(wrong, parameters, bin_count, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        evaluation.errors_by_parameter(wrong, {"angle": np.arange(2.0)}, bin_count)
+        evaluation.errors_by_parameter(wrong, parameters, bin_count)
 
 
 def test_centred_on_canvas_puts_the_image_in_the_middle():
@@ -578,6 +597,9 @@ def test_centred_on_canvas_puts_the_image_in_the_middle():
         evaluation.centred_on_canvas(images, (2, 2))
     with pytest.raises(ValueError, match="must be an NHWC batch"):
         evaluation.centred_on_canvas(images[0], (5, 6))
+    np.testing.assert_array_equal(evaluation.centred_on_canvas(images, 4)[0, 1:3, 0:3], images[0])
+    with pytest.raises(ValueError, match="`canvas_size` must be"):
+        evaluation.centred_on_canvas(images, (5, 0))
 
 
 def test_undistorted_errors_counts_the_errors_shared_with_the_distorted_images():
@@ -585,8 +607,22 @@ def test_undistorted_errors_counts_the_errors_shared_with_the_distorted_images()
     assert evaluation.undistorted_errors(wrong, np.array([True, False, True, False])) == {
         "errors": 2, "also_wrong_distorted": 1,
     }
-    with pytest.raises(ValueError, match="must mark the same images. Received: 4 and 3"):
+    with pytest.raises(ValueError, match=re.escape("Received: len(wrong)=4, len(undistorted_wrong)=3")):
         evaluation.undistorted_errors(wrong, wrong[:3])
+    with pytest.raises(ValueError, match=re.escape("`undistorted_wrong` must be a 1-D boolean array")):
+        evaluation.undistorted_errors(wrong, wrong.astype(float))
+
+
+def test_an_empty_bin_reads_n_a():
+    breakdown = {"by_parameter": {"angle": [
+        {"low": -1.0, "high": 0.0, "images": 0, "errors": 0},
+        {"low": 0.0, "high": 1.0, "images": 4, "errors": 1},
+    ]}, "undistorted": None}
+    assert evaluation.format_error_breakdown(breakdown, 1).splitlines() == [
+        "Errors by angle:",
+        "     -1.000 to     0.000      0 of      0      n/a",
+        "      0.000 to     1.000      1 of      4   25.00%",
+    ]
 
 
 def _recording_model(num_classes, shape):
@@ -624,8 +660,8 @@ def test_evaluate_breaks_the_errors_of_a_distorted_split_down(tmp_path):
         seen[1], as_float_images(evaluation.centred_on_canvas(undistorted, (42, 42)))
     )
     assert breakdown["undistorted"] == {"errors": errors, "also_wrong_distorted": errors}
-    text = evaluation.format_error_breakdown(breakdown, errors)
-    assert text.startswith("Errors by angle:\n")
+    text = evaluation.format_report(metrics, distorted.class_names)
+    assert "\nErrors by angle:\n" in text
     assert text.endswith(
         f"The same digits undistorted, centred on the canvas: {errors} errors, "
         f"{errors} of them among the {errors} errors on the distorted images"
@@ -638,12 +674,23 @@ def test_evaluate_without_an_undistorted_control_where_the_digits_do_not_fit(tmp
     # Addition stacks two digits in channels: one digit is not an input.
     summed = load_dataset("digits", distortion="addition", canvas_size=30, val_size=20)
     model, seen = _recording_model(19, summed.image_shape)
-    metrics = evaluation.evaluate(model, summed, tmp_path / "sum")
-    assert metrics["distortion_breakdown"]["undistorted"] is None
+    # Its parameters are one per digit, and `partner` an index: nothing to show.
+    assert "distortion_breakdown" not in evaluation.evaluate(model, summed, tmp_path / "sum")
     assert len(seen) == 1
-    assert "undistorted" not in evaluation.format_error_breakdown(metrics["distortion_breakdown"], 0)
+    cluttered = load_dataset("digits", distortion="cluttered", val_size=20)
+    model, seen = _recording_model(10, cluttered.image_shape)
+    breakdown = evaluation.evaluate(model, cluttered, tmp_path / "clutter")["distortion_breakdown"]
+    assert list(breakdown["by_parameter"]) == ["position_x", "position_y"]
+    assert breakdown["undistorted"]["errors"] == int(np.sum(cluttered.y_test != 0))
 
 
 def test_evaluate_of_an_undistorted_data_set_has_no_breakdown(tmp_path, dataset):
     metrics = evaluation.evaluate(_constant_model(3), dataset, tmp_path / "eval")
+    assert "distortion_breakdown" not in metrics
+    assert "Errors by" not in evaluation.format_report(metrics, dataset.class_names)
+    # A hand-built distorted data set records no parameters: no breakdown.
+    hand_built = tiny_distorted_dataset()
+    metrics = evaluation.evaluate(
+        _constant_model(3, hand_built.image_shape), hand_built, tmp_path / "hand"
+    )
     assert "distortion_breakdown" not in metrics

@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
@@ -612,18 +613,32 @@ def repeated_instances_body(count, seed):
     return image, ('{"instances": [' + ", ".join([instance] * count) + "]}").encode()
 
 
-def test_a_large_numeric_body_is_read_into_numpy_without_python_numbers():
+@contextlib.contextmanager
+def allocations_traced():
+    """Yields a function giving ``(held, peak)``: the bytes of Python and
+    numpy allocations held now and at most since entry, beyond what was held
+    on entry. Leaves tracing as it found it (on under ``-X tracemalloc``)."""
     import tracemalloc
 
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    held_on_entry, _ = tracemalloc.get_traced_memory()
+    try:
+        yield lambda: tuple(value - held_on_entry for value in tracemalloc.get_traced_memory())
+    finally:
+        if started:
+            tracemalloc.stop()
+
+
+def test_a_large_numeric_body_is_read_into_numpy_without_python_numbers():
     from stn_keras.serving.request_parsing import parse_predict_request
 
     image, body = repeated_instances_body(100, seed=0)
-    tracemalloc.start()
-    try:
+    with allocations_traced() as traced:
         parsed = parse_predict_request(body, FloatImagesModel((42, 42, 1)), 1000)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+        _, peak = traced()
     np.testing.assert_array_equal(parsed.inputs["images"], np.repeat(image[None], 100, 0).astype("float32"))
     assert parsed.batch_size == 100 and parsed.row_format
     # The decoded text, one float64 batch and its float32 copy: under 3.5
@@ -634,7 +649,6 @@ def test_a_large_numeric_body_is_read_into_numpy_without_python_numbers():
 
 def test_a_large_body_leaves_no_memory_held_after_it_is_parsed():
     import gc
-    import tracemalloc
 
     from stn_keras.serving.request_parsing import parse_predict_request
 
@@ -646,14 +660,11 @@ def test_a_large_body_leaves_no_memory_held_after_it_is_parsed():
     # process's RSS it does not move with what other threads or the
     # allocator's free lists do; a leak of one parsed batch (2.8 MB) or of
     # the decoded text (7 MB) would show here.
-    tracemalloc.start()
-    try:
+    with allocations_traced() as traced:
         for _ in range(2):
             parse_predict_request(body, model, 1000)
         gc.collect()
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+        held, _ = traced()
     assert held < 0.02 * len(body), (held, len(body))
 
 

@@ -47,7 +47,14 @@ class SplitArrays:
                 images, labels = self._unprepared[split]
                 parameters = {}
                 if self._prepare is not None:
-                    images, labels, parameters = self._prepare(split, images, labels)
+                    prepared = self._prepare(split, images, labels)
+                    if not isinstance(prepared, tuple) or len(prepared) != 3:
+                        raise ValueError(
+                            "`prepare` must return a tuple (images, labels, parameters). "
+                            f"Received: {type(prepared).__name__} of length "
+                            f"{len(prepared) if isinstance(prepared, (tuple, list)) else 'n/a'}"
+                        )
+                    images, labels, parameters = prepared
                 self._ready[split] = (images, labels)
                 self._parameters[split] = parameters
         return self._ready[split]

@@ -13,13 +13,18 @@ same digits undistorted, centred on its canvas.
 import numpy as np
 
 from stn_keras.validation import check_int
+from stn_keras.validation import check_int_pair
+
+# Parameters that index other images (the second digit of a sum, the source
+# of a clutter patch): numbers, but not amounts of distortion.
+INDEX_PARAMETERS = ("partner", "patch_source")
 
 
-def _check_wrong(wrong):
+def _check_wrong(name, wrong):
     wrong = np.asarray(wrong)
     if wrong.ndim != 1 or wrong.dtype != bool:
         raise ValueError(
-            "`wrong` must be a 1-D boolean array, True for each image the model "
+            f"`{name}` must be a 1-D boolean array, True for each image the model "
             f"gets wrong. Received: dtype={wrong.dtype}, shape={wrong.shape}"
         )
     return wrong
@@ -31,10 +36,11 @@ def errors_by_parameter(wrong, parameters, bin_count=6):
     Args:
         wrong: boolean array ``(n,)``: which images the model gets wrong.
         parameters: ``{name: array}`` as a distortion draws them (see
-            ``Dataset.split_distortion``). Parameters of shape ``(n,)`` that
-            take more than one value are binned; the others (one value per
-            clutter patch, corner or channel, or one value for every image)
-            are left out.
+            ``Dataset.split_distortion``), first axis the image. Parameters
+            of shape ``(n,)`` that take more than one value are binned. Left
+            out: those with several values per image (per clutter patch,
+            corner, control point, or per digit of ``addition``), those
+            with one value for every image, and ``INDEX_PARAMETERS``.
         bin_count: bins over each parameter's drawn range, the last one
             closed on the right.
 
@@ -43,15 +49,26 @@ def errors_by_parameter(wrong, parameters, bin_count=6):
         per bin from the lowest values up, in the order of ``parameters``.
 
     Raises:
-        ValueError: ``wrong`` is not a 1-D boolean array, or ``bin_count``
-            is not a positive int.
+        ValueError: ``wrong`` is not a 1-D boolean array, ``bin_count`` is
+            not a positive int, or a parameter's first axis is not one entry
+            per image.
     """
-    wrong = _check_wrong(wrong)
+    wrong = _check_wrong("wrong", wrong)
     check_int("bin_count", bin_count, 1)
     table = {}
     for name, values in parameters.items():
         values = np.asarray(values)
-        if values.shape != wrong.shape or values.min() == values.max():
+        if values.ndim == 0 or len(values) != len(wrong):
+            raise ValueError(
+                f"Parameter {name!r} must have one entry per image. Received: "
+                f"len(wrong)={len(wrong)}, {name}.shape={values.shape}"
+            )
+        if (
+            name in INDEX_PARAMETERS
+            or values.ndim != 1
+            or len(values) == 0
+            or values.min() == values.max()
+        ):
             continue
         edges = np.linspace(float(values.min()), float(values.max()), bin_count + 1)
         images, _ = np.histogram(values, edges)
@@ -68,8 +85,8 @@ def centred_on_canvas(images, canvas_size):
 
     Args:
         images: NHWC array.
-        canvas_size: ``(height, width)`` of the canvas, at least the
-            images'.
+        canvas_size: ``(height, width)`` of the canvas, or one int for a
+            square one; at least the images' size.
 
     Returns:
         An array ``(n, height, width, channels)`` of the images' dtype; an
@@ -79,7 +96,7 @@ def centred_on_canvas(images, canvas_size):
         ValueError: ``images`` is not NHWC, or larger than the canvas.
     """
     images = np.asarray(images)
-    height, width = (int(side) for side in canvas_size)
+    height, width = check_int_pair("canvas_size", canvas_size, 1, "pixels", allow_single=True)
     if images.ndim != 4 or images.shape[1] > height or images.shape[2] > width:
         raise ValueError(
             f"`images` must be an NHWC batch no larger than the {height}x{width} "
@@ -109,12 +126,12 @@ def undistorted_errors(wrong, undistorted_wrong):
         ValueError: either is not a 1-D boolean array, or their lengths
             differ.
     """
-    wrong = _check_wrong(wrong)
-    undistorted_wrong = _check_wrong(undistorted_wrong)
+    wrong = _check_wrong("wrong", wrong)
+    undistorted_wrong = _check_wrong("undistorted_wrong", undistorted_wrong)
     if wrong.shape != undistorted_wrong.shape:
         raise ValueError(
             "`wrong` and `undistorted_wrong` must mark the same images. Received: "
-            f"{len(wrong)} and {len(undistorted_wrong)} images"
+            f"len(wrong)={len(wrong)}, len(undistorted_wrong)={len(undistorted_wrong)}"
         )
     return {
         "errors": int(undistorted_wrong.sum()),
@@ -127,7 +144,8 @@ def format_error_breakdown(breakdown, num_errors):
 
     Args:
         breakdown: ``{"by_parameter": ..., "undistorted": ... or None}``, as
-            ``evaluate`` puts it in ``metrics.json``.
+            ``evaluate`` puts it in ``metrics.json`` (``by_parameter`` may be
+            empty).
         num_errors: the model's errors on the distorted images.
     """
     lines = []

@@ -70,13 +70,16 @@ def write_reports(output_dir, trained, images, labels, probabilities, metrics, m
 
 def distortion_breakdown(trained, dataset, split, wrong):
     """The model's errors by distortion parameter and on the undistorted
-    digits (see ``error_breakdown.py``); ``None`` for a data set without a
-    distortion.
+    digits (see ``error_breakdown.py``).
 
     The undistorted control is ``None`` where the digits do not fit the
     model's input as they are (``addition`` stacks two in channels).
+    ``None`` in all for a data set without a distortion, or whose split
+    records no parameters drawn (a hand-built ``Dataset``), or where
+    neither part has anything to show.
     """
-    if dataset.distortion is None:
+    parameters = dataset.split_distortion(split) if dataset.distortion else {}
+    if not parameters:
         return None
     images, labels = dataset.undistorted_split(split)
     height, width, channels = dataset.image_shape
@@ -85,10 +88,10 @@ def distortion_breakdown(trained, dataset, split, wrong):
         canvas = centred_on_canvas(images, (height, width))
         predictions = np.asarray(trained.predict(as_float_images(canvas))).argmax(-1)
         undistorted = undistorted_errors(wrong, predictions != labels)
-    return {
-        "by_parameter": errors_by_parameter(wrong, dataset.split_distortion(split)),
-        "undistorted": undistorted,
-    }
+    by_parameter = errors_by_parameter(wrong, parameters)
+    if not by_parameter and undistorted is None:
+        return None
+    return {"by_parameter": by_parameter, "undistorted": undistorted}
 
 
 def _loaded(model, batch_size):

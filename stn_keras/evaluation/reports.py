@@ -4,6 +4,8 @@ confusion matrix as CSV and the per-class table printed by ``evaluate.py``."""
 import csv
 import json
 
+from stn_keras.evaluation.error_breakdown import format_error_breakdown
+
 
 def write_metrics_json(metrics, path):
     """``metrics.json``: the metrics dictionary, indented."""
@@ -22,7 +24,9 @@ def write_confusion_matrix_csv(matrix, class_names, path):
 
 
 def format_report(metrics, class_names):
-    """The per-class accuracy table and the overall line, as text."""
+    """The per-class accuracy table and the overall line, as text; then, for
+    a distorted data set, the errors by distortion parameter and on the
+    undistorted digits."""
     width = max(len("class"), *(len(str(name)) for name in class_names))
     lines = [f"{'class':<{width}}  accuracy  samples"]
     for name in class_names:
@@ -36,4 +40,11 @@ def format_report(metrics, class_names):
         f"{metrics['num_correct']}/{metrics['num_samples']} "
         f"({100 * metrics['accuracy']:.2f}%)"
     )
+    if "distortion_breakdown" in metrics:
+        lines.append(
+            format_error_breakdown(
+                metrics["distortion_breakdown"],
+                metrics["num_samples"] - metrics["num_correct"],
+            )
+        )
     return "\n".join(lines)
