@@ -30,7 +30,7 @@ def build_parser():
     )
     parser.add_argument("--config", help="YAML or JSON file of settings (keys as the flags)")
     for name, option in OPTIONS.items():
-        add_setting_flag(parser, name, option)
+        add_setting_flag(parser, name, option, allow_unset=True)
     # Not a setting of the run: exporting is the step after it.
     parser.add_argument(
         "--export",

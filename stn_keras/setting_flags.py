@@ -53,7 +53,17 @@ def _with_message(parse):
     return parse_with_message
 
 
-def add_setting_flag(parser, name, option, default_text=None):
+def _or_none(parse):
+    """``parse`` that reads ``none`` (any case) as ``None``."""
+
+    def parse_or_none(text):
+        return None if text.strip().lower() == "none" else parse(text)
+
+    parse_or_none.__name__ = parse.__name__
+    return parse_or_none
+
+
+def add_setting_flag(parser, name, option, default_text=None, allow_unset=False):
     """Adds the flag of setting ``name`` (``--data-dir`` for ``data_dir``).
 
     Args:
@@ -62,6 +72,12 @@ def add_setting_flag(parser, name, option, default_text=None):
         option: its `settings.Option`.
         default_text: what the help says the default is; unset: the
             option's default (or nothing, for a default of ``None``).
+        allow_unset: a numeric setting whose default is ``None`` (off)
+            also takes ``none``, which gives ``None``: so a command line can
+            turn off what a config file sets (``--ema-momentum none``). For
+            parsers whose unset flags are absent (``argparse.SUPPRESS``), as
+            ``train.py``'s; where ``None`` means "not given" it would read
+            as not given.
     """
     if name in MAPPING_FLAGS:
         parser.add_argument(
@@ -85,10 +101,14 @@ def add_setting_flag(parser, name, option, default_text=None):
         )
     else:
         value_type = option.flag_type or {int: int, float: float}.get(type(option.default), str)
+        parse = _with_message(value_type)
+        if allow_unset and option.default is None and value_type is not str:
+            parse = _or_none(parse)
+            text += "; none: off, whatever the config file says"
         parser.add_argument(
             flag,
             dest=name,
-            type=_with_message(value_type),
+            type=parse,
             choices=option.choices or MODEL_CHOICES.get(name),
             help=text,
         )

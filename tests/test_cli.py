@@ -308,3 +308,16 @@ def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
     assert code == 2
     assert err.strip().endswith("train.py: error: Data set 'gtsrb' is incomplete. Looked for X in: Y.")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_flag_turns_off_what_the_config_file_sets(tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("dataset: digits\nema_momentum: 0.999\nval_size: 100\n")
+    arguments = vars(train.build_parser().parse_args(
+        ["--config", str(config), "--ema-momentum", "none", "--val-size", "none"]
+    ))
+    config_path = arguments.pop("config")
+    arguments.pop("export")
+    resolved = settings.resolve_settings(arguments, config_path)
+    assert resolved.ema_momentum is None and resolved.val_size is None
+    assert settings.resolve_settings({}, config_path).ema_momentum == 0.999

@@ -73,3 +73,23 @@ def test_bad_values_are_refused_with_the_reason(argv, message, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_an_optional_number_can_be_turned_off_where_unset_flags_are_absent():
+    momentum = Option(None, "weight average", accept, flag_type=float)
+    parser = argparse.ArgumentParser(prog="tool", argument_default=argparse.SUPPRESS)
+    add_setting_flag(parser, "ema_momentum", momentum, allow_unset=True)
+    add_setting_flag(parser, "val_size", Option(None, "held out", accept, flag_type=count_or_fraction),
+                     allow_unset=True)
+    add_setting_flag(parser, "data_dir", Option(None, "data directory", accept), allow_unset=True)
+    assert vars(parser.parse_args(["--ema-momentum", "None", "--val-size", "none"])) == {
+        "ema_momentum": None, "val_size": None,
+    }
+    assert vars(parser.parse_args(["--ema-momentum", "0.99", "--data-dir", "none"])) == {
+        "ema_momentum": 0.99, "data_dir": "none",  # text settings keep the word
+    }
+    assert vars(parser.parse_args([])) == {}
+    assert "none: off, whatever the config file says" in " ".join(parser.format_help().split())
+    # Without allow_unset, "none" is no number.
+    with pytest.raises(SystemExit):
+        parser_of(ema_momentum=momentum).parse_args(["--ema-momentum", "none"])
