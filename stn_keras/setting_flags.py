@@ -72,9 +72,10 @@ def add_setting_flag(parser, name, option, default_text=None, allow_unset=False)
         option: its `settings.Option`.
         default_text: what the help says the default is; unset: the
             option's default (or nothing, for a default of ``None``).
-        allow_unset: a numeric setting whose default is ``None`` (off)
-            also takes ``none``, which gives ``None``: so a command line can
-            turn off what a config file sets (``--ema-momentum none``). For
+        allow_unset: a numeric setting whose default is ``None`` (off, or
+            the data set's own value) also takes ``none``, which gives
+            ``None``: so a command line can undo what a config file sets
+            (``--ema-momentum none``). For
             parsers whose unset flags are absent (``argparse.SUPPRESS``), as
             ``train.py``'s; where ``None`` means "not given" it would read
             as not given.
@@ -104,7 +105,7 @@ def add_setting_flag(parser, name, option, default_text=None, allow_unset=False)
         parse = _with_message(value_type)
         if allow_unset and option.default is None and value_type is not str:
             parse = _or_none(parse)
-            text += "; none: off, whatever the config file says"
+            text += "; none: unset, whatever the config file says"
         parser.add_argument(
             flag,
             dest=name,

@@ -89,7 +89,7 @@ def test_an_optional_number_can_be_turned_off_where_unset_flags_are_absent():
         "ema_momentum": 0.99, "data_dir": "none",  # text settings keep the word
     }
     assert vars(parser.parse_args([])) == {}
-    assert "none: off, whatever the config file says" in " ".join(parser.format_help().split())
+    assert "none: unset, whatever the config file says" in " ".join(parser.format_help().split())
     # Without allow_unset, "none" is no number.
     with pytest.raises(SystemExit):
         parser_of(ema_momentum=momentum).parse_args(["--ema-momentum", "none"])
