@@ -503,6 +503,11 @@ def _check_combinations(settings):
 def resolve_settings(overrides=None, config_path=None):
     """The settings of a run: :data:`DEFAULTS` < the config file < ``overrides``.
 
+    Mapping settings (``model_options``, ``data_options``,
+    ``augmentation_options``) merge key by key: ``--model-option
+    dropout=0.3`` over a config's ``model_options`` changes its dropout and
+    keeps its other keys.
+
     With ``resume``, the settings are those the run in ``output_dir`` was
     started with (its ``config.json``); other explicit settings are ignored,
     said in a warning, except ``verbose``.
@@ -525,7 +530,10 @@ def resolve_settings(overrides=None, config_path=None):
         values.update(from_file)
     overrides = with_current_names(overrides or {}, RENAMED_SETTINGS, "the arguments")
     _check_known(overrides, "arguments")
-    values.update(overrides)
+    for name, value in overrides.items():
+        if isinstance(DEFAULTS[name], Mapping) and isinstance(values[name], Mapping) and isinstance(value, Mapping):
+            value = {**values[name], **value}
+        values[name] = value
     settings = RunSettings(**values)
     if not settings.resume:
         return settings

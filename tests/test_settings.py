@@ -36,6 +36,22 @@ def test_resolve_config_precedence(tmp_path):
     assert resolved.distortion is None and resolved.lr_schedule == "cosine"
 
 
+def test_option_flags_merge_into_the_config_file_s_mappings(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        "model: compact_st_cnn\naugment: true\nmodel_options: {filters: [8, 16], dropout: 0.5}\n"
+        "augmentation_options: {elastic_noise_std: 1.5}\n"
+    )
+    resolved = resolve_settings(
+        {"model_options": {"dropout": 0.3, "dense_units": 64}, "data_options": {"cache": False}},
+        path,
+    )
+    assert resolved.model_options == {"filters": [8, 16], "dropout": 0.3, "dense_units": 64}
+    assert resolved.augmentation_options == {"elastic_noise_std": 1.5}  # untouched
+    assert resolved.data_options == {"cache": False}  # none in the file
+    assert resolve_settings({}, path).model_options == {"filters": [8, 16], "dropout": 0.5}
+
+
 def test_every_option_has_a_valid_default_and_help():
     assert resolve_settings({}).as_dict() == DEFAULTS == RunSettings().as_dict()
     for name, option in OPTIONS.items():
