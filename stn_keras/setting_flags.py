@@ -72,10 +72,10 @@ def add_setting_flag(parser, name, option, default_text=None, allow_unset=False)
         option: its `settings.Option`.
         default_text: what the help says the default is; unset: the
             option's default (or nothing, for a default of ``None``).
-        allow_unset: a numeric setting whose default is ``None`` (off, or
-            the data set's own value) also takes ``none``, which gives
-            ``None``: so a command line can undo what a config file sets
-            (``--ema-momentum none``). For
+        allow_unset: a setting whose default is ``None`` (off, or the
+            data set's or model's own value) also takes ``none``, which
+            gives ``None``: so a command line can undo what a config file
+            sets (``--ema-momentum none``, ``--transform none``). For
             parsers whose unset flags are absent (``argparse.SUPPRESS``), as
             ``train.py``'s; where ``None`` means "not given" it would read
             as not given.
@@ -87,7 +87,8 @@ def add_setting_flag(parser, name, option, default_text=None, allow_unset=False)
             type=key_value,
             action="append",
             metavar="KEY=VALUE",
-            help=f"{option.help}; repeatable (default: {default_text or 'none'})",
+            help=f"{option.help}; repeatable; each KEY changes that key of the config "
+            f"file's mapping and keeps the others (default: {default_text or 'none'})",
         )
         return
     flag = "--" + name.replace("_", "-")
@@ -103,13 +104,19 @@ def add_setting_flag(parser, name, option, default_text=None, allow_unset=False)
     else:
         value_type = option.flag_type or {int: int, float: float}.get(type(option.default), str)
         parse = _with_message(value_type)
-        if allow_unset and option.default is None and value_type is not str:
+        choices = option.choices or MODEL_CHOICES.get(name)
+        metavar = None
+        if allow_unset and option.default is None:
             parse = _or_none(parse)
             text += "; none: unset, whatever the config file says"
+            if choices is not None:
+                metavar = "{" + ",".join(map(str, choices)) + ",none}"
+                choices = (*choices, None)
         parser.add_argument(
             flag,
             dest=name,
             type=parse,
-            choices=option.choices or MODEL_CHOICES.get(name),
+            choices=choices,
+            metavar=metavar,
             help=text,
         )

@@ -310,14 +310,38 @@ def test_missing_data_shows_the_data_layer_error(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
+def resolved_from_command_line(argv):
+    """The settings ``train.py argv`` would train with."""
+    arguments = vars(train.build_parser().parse_args(argv))
+    config_path = arguments.pop("config", None)
+    arguments.pop("export")
+    for name in train.MAPPING_FLAGS:
+        if name in arguments:
+            arguments[name] = dict(arguments[name])
+    return settings.resolve_settings(arguments, config_path)
+
+
 def test_a_flag_turns_off_what_the_config_file_sets(tmp_path):
     config = tmp_path / "recipe.yaml"
-    config.write_text("dataset: digits\nema_momentum: 0.999\nval_size: 100\n")
-    arguments = vars(train.build_parser().parse_args(
-        ["--config", str(config), "--ema-momentum", "none", "--val-size", "none"]
-    ))
-    config_path = arguments.pop("config")
-    arguments.pop("export")
-    resolved = settings.resolve_settings(arguments, config_path)
+    config.write_text(
+        "dataset: digits\nmodel: compact_st_cnn\ntransform: affine\nema_momentum: 0.999\n"
+        "val_size: 100\nimage_size: 20\nmodel_options: {filters: [8, 16, 32], dropout: 0.5}\n"
+    )
+    resolved = resolved_from_command_line(
+        ["--config", str(config), "--ema-momentum", "none", "--val-size", "none",
+         "--image-size", "None", "--model", "compact_cnn", "--transform", "none",
+         "--model-option", "dropout=0.3", "--model-option", "dense_units=64"]
+    )
     assert resolved.ema_momentum is None and resolved.val_size is None
-    assert settings.resolve_settings({}, config_path).ema_momentum == 0.999
+    assert resolved.image_size is None and resolved.transform is None
+    assert resolved.model_options == {"filters": [8, 16, 32], "dropout": 0.3, "dense_units": 64}
+    kept = resolved_from_command_line(["--config", str(config)])
+    assert kept.ema_momentum == 0.999 and kept.transform == "affine" and kept.image_size == 20
+
+
+def test_none_is_offered_beside_a_flag_s_choices(capsys):
+    with pytest.raises(SystemExit):
+        train.build_parser().parse_args(["--transform", "spline"])
+    assert "invalid choice: 'spline' (choose from" in capsys.readouterr().err
+    help_text = " ".join(train.build_parser().format_help().split())
+    assert "--transform {affine,attention,similarity,projective,tps,none}" in help_text

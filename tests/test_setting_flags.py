@@ -85,9 +85,10 @@ def test_an_optional_number_can_be_turned_off_where_unset_flags_are_absent():
     assert vars(parser.parse_args(["--ema-momentum", "None", "--val-size", "none"])) == {
         "ema_momentum": None, "val_size": None,
     }
-    assert vars(parser.parse_args(["--ema-momentum", "0.99", "--data-dir", "none"])) == {
-        "ema_momentum": 0.99, "data_dir": "none",  # text settings keep the word
+    assert vars(parser.parse_args(["--ema-momentum", "0.99", "--data-dir", "NONE"])) == {
+        "ema_momentum": 0.99, "data_dir": None,
     }
+    assert parser.parse_args(["--data-dir", "data/none"]).data_dir == "data/none"
     assert vars(parser.parse_args([])) == {}
     assert "none: unset, whatever the config file says" in " ".join(parser.format_help().split())
     # Without allow_unset, "none" is no number.
