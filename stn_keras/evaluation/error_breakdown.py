@@ -6,8 +6,10 @@ for different fixes. Errors gathered where the distortion is strongest
 the training range's to fix. Errors the model makes on the same digits
 undistorted are the digits' own (ambiguous or badly written ones), which
 no transformer undoes. `errors_by_parameter` bins the errors by each
-parameter drawn per image; `undistorted_errors` runs the model on the
-same digits undistorted, centred on its canvas.
+parameter drawn per image; `centred_on_canvas` gives the same digits
+undistorted the model's input size, and `undistorted_errors` compares the
+model's errors on them with its errors on the distorted ones
+(``evaluate_model.distortion_breakdown`` runs the model).
 """
 
 import numpy as np

@@ -78,7 +78,7 @@ def distortion_breakdown(trained, dataset, split, wrong):
     records no parameters drawn (a hand-built ``Dataset``), or where
     neither part has anything to show.
     """
-    parameters = dataset.split_distortion(split) if dataset.distortion else {}
+    parameters = dataset.split_distortion(split)
     if not parameters:
         return None
     images, labels = dataset.undistorted_split(split)
