@@ -95,25 +95,22 @@ def project_steps(backend, jit_compile, mode):
 
         return jax.jit(sample), jax.jit(backward)
     if backend == "torch":
-
-        def forward(images, theta):
-            with torch.no_grad():
-                return sample(images, theta)
-
-        def backward(images, theta, upstream):
-            images = images.detach().requires_grad_(True)
-            theta = theta.detach().requires_grad_(True)
-            output = sample(images, theta)
-            return torch.autograd.grad(output, [images, theta], upstream)
-
-        return forward, backward
+        return torch_eager_steps(sample)
     raise ValueError(f"Unsupported backend {backend!r}")
 
 
 def torch_steps(mode):
+    """The reference: torch's affine_grid and grid_sample, eager."""
+
     def sample(images, theta):
         grid = F.affine_grid(theta, images.shape, align_corners=False)
         return F.grid_sample(images, grid, mode=mode, align_corners=False)
+
+    return torch_eager_steps(sample)
+
+
+def torch_eager_steps(sample):
+    """Forward (no autograd) and forward+backward steps of a torch sampler."""
 
     def forward(images, theta):
         with torch.no_grad():
